@@ -1,0 +1,115 @@
+"""The run's configuration: one typed ``Config``, validated with actionable messages.
+
+Every ``nbci run`` option can also come from an ``NBCI_<OPTION>`` environment variable
+(``NBCI_NOTEBOOK_TIMEOUT`` for ``--notebook-timeout``): that is how the GitHub Action passes its
+inputs without interpolating them into a shell script. An empty variable counts as unset;
+options given on the command line win.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Mapping, Optional
+
+from nbci.errors import ConfigError
+
+IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
+ENV_PREFIX = "NBCI_"
+DEFAULT_PATTERNS = ("**/*.ipynb",)
+DEFAULT_OUTPUT_DIR = "nbci-output"
+
+
+@dataclass
+class Config:
+    """Everything one ``nbci run`` needs; paths are absolute once validated."""
+
+    root: Path
+    patterns: List[str] = field(default_factory=lambda: list(DEFAULT_PATTERNS))
+    excludes: List[str] = field(default_factory=list)
+    if_no_notebooks: str = "error"
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    timeout: Optional[float] = 600.0  # per cell, seconds; None: no limit
+    notebook_timeout: Optional[float] = None  # whole notebook, seconds
+    kernel: Optional[str] = None  # overrides every notebook's kernelspec
+    allow_errors: bool = False
+    output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
+    inplace: bool = False
+    startup_timeout: float = 60.0
+    github: bool = False  # report to GitHub (outputs, summary, annotations)
+    heartbeat: float = 30.0  # seconds between progress lines for a running notebook
+    retries: int = 0
+    retry_on: Optional[str] = None  # regex over "ename: evalue" of a failed cell
+    memory_limit: Optional[int] = None  # bytes, the kernel's process tree
+    durations: Optional[Path] = None  # a previous results.json, to order and shard by duration
+    shard: Optional[str] = None  # "I/N"
+    changed_since: Optional[str] = None  # a git ref
+    junit: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        if not Path(self.output_dir).is_absolute():
+            self.output_dir = self.root / self.output_dir
+        self.output_dir = Path(os.path.normpath(self.output_dir))
+
+    def validate(self) -> "Config":
+        """Raise ``ConfigError`` naming the option and a valid value; return self when fine."""
+        if not self.root.is_dir():
+            raise ConfigError(f"working directory {self.root} does not exist: pass an existing folder")
+        if self.if_no_notebooks not in IF_NO_NOTEBOOKS:
+            raise ConfigError(
+                f"--if-no-notebooks must be one of {', '.join(IF_NO_NOTEBOOKS)}, not {self.if_no_notebooks!r}"
+            )
+        if self.jobs < 1:
+            raise ConfigError(f"--jobs must be 1 or more, not {self.jobs}")
+        for name, value in (("--timeout", self.timeout), ("--notebook-timeout", self.notebook_timeout),
+                            ("--heartbeat", self.heartbeat)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value:g}")
+        if self.retries < 0:
+            raise ConfigError(f"--retries must be 0 or more, not {self.retries}")
+        if self.memory_limit is not None and self.memory_limit <= 0:
+            raise ConfigError("--memory-limit must be positive, e.g. 2G or 512M")
+        if self.retry_on is not None:
+            try:
+                re.compile(self.retry_on)
+            except re.error as exc:
+                raise ConfigError(f"--retry-on is not a valid regular expression ({exc}): {self.retry_on!r}")
+        if self.durations is not None and not self.durations.is_file():
+            raise ConfigError(f"--durations file {self.durations} does not exist: pass a results.json from an earlier run")
+        if self.inplace and self.output_dir is None:
+            raise ConfigError("--inplace needs an output dir for results.json")
+        return self
+
+
+def split_list(text: str) -> List[str]:
+    """Split an action input into items: by newlines and spaces, with shell-style quotes kept."""
+    items: List[str] = []
+    for line in text.splitlines():
+        try:
+            items.extend(shlex.split(line, comments=False))
+        except ValueError as exc:
+            raise ConfigError(f"cannot split {line!r} into paths ({exc}): close the quote") from None
+    return items
+
+
+def parse_size(text: str) -> int:
+    """Parse ``512M``, ``2G``, ``1.5GiB`` or a plain number of bytes into bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", text)
+    if not match:
+        raise ConfigError(f"--memory-limit {text!r} is not a size: use a number with K, M or G, e.g. 2G")
+    number, unit = match.groups()
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit.lower()]
+    return int(float(number) * scale)
+
+
+def env_options(environ: Mapping[str, str]) -> dict:
+    """The ``NBCI_*`` variables that are set and not empty, keyed by option dest (``notebook_timeout``)."""
+    return {
+        key[len(ENV_PREFIX):].lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and value.strip()
+    }

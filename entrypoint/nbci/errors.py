@@ -1,0 +1,15 @@
+"""Exceptions the CLI turns into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+
+class NbciError(Exception):
+    """A usage or configuration problem the user can fix; its message says how."""
+
+
+class ConfigError(NbciError):
+    """An option or input has a value nbci cannot use."""
+
+
+class NoNotebooksError(NbciError):
+    """Discovery found nothing to run and ``--if-no-notebooks error`` is in force."""
