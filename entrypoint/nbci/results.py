@@ -46,7 +46,6 @@ class NotebookResult:
     error: Optional[CellError] = None
     peak_rss: Optional[int] = None  # bytes, the kernel's process tree
     attempts: int = 1
-    cell_durations: List[float] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

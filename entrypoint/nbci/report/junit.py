@@ -1,0 +1,30 @@
+"""JUnit XML: one testcase per notebook, for CI systems and test-report viewers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+from nbci.results import FLAKY, PASSED, RunResult
+
+
+def junit_xml(run: RunResult) -> ET.ElementTree:
+    """A ``testsuite`` with a ``testcase`` per notebook; non-passing ones carry a failure or error."""
+    summary = run.summary()
+    suite = ET.Element("testsuite", name="nbci", tests=str(summary["total"]), failures=str(summary["failed"]),
+                       errors="0", skipped="0", time=f"{run.duration:.3f}")
+    for result in run.notebooks:
+        case = ET.SubElement(suite, "testcase", classname="notebooks", name=result.path,
+                             time=f"{result.duration:.3f}")
+        if result.status in (PASSED, FLAKY):
+            continue
+        error = result.error
+        message = f"{result.status}: {error.ename}: {error.evalue}" if error else result.status
+        failure = ET.SubElement(case, "failure", message=message[:1000], type=result.status)
+        failure.text = "\n".join(error.traceback) if error and error.traceback else message
+    return ET.ElementTree(suite)
+
+
+def write_junit(run: RunResult, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junit_xml(run).write(path, encoding="utf-8", xml_declaration=True)
