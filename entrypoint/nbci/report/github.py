@@ -1,0 +1,440 @@
+"""GitHub Actions: step outputs, a job summary, error annotations on the failing lines, log groups.
+
+Only active when ``GITHUB_ACTIONS=true`` (or ``--github``). Everything goes through the runner's
+documented channels: workflow commands on stdout, ``$GITHUB_OUTPUT`` and ``$GITHUB_STEP_SUMMARY``.
+
+- A log group per notebook as it finishes, with its streamed output and tracebacks (bounded).
+- One ``::error`` annotation per notebook that did not pass, pinned to the ``.ipynb`` file and
+  the JSON line of the failing source line (at most ``MAX_ERROR_ANNOTATIONS``: GitHub shows no
+  more per step; one ``::notice`` counts the rest).
+- Outputs ``total``, ``passed``, ``failed``, ``failed-notebooks`` (JSON list of paths relative to
+  the working directory), ``results`` and ``output-dir`` (absolute paths).
+- A summary table and, per failure, the failing cell's source and the traceback's tail, kept
+  under GitHub's 1 MiB cap for one step's summary.
+"""
+
+from __future__ import annotations
+
+import bisect
+import html
+import json
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
+
+from nbformat import NotebookNode
+
+from nbci.config import Config
+from nbci.report import tail
+from nbci.report import workflow_commands as wc
+from nbci.results import NotebookResult, RunResult
+
+MAX_ERROR_ANNOTATIONS = 10
+SUMMARY_LIMIT = 2**20  # bytes: GitHub refuses a larger summary for one step
+SUMMARY_RESERVE = 2048  # bytes kept free for the truncation marker
+LOG_LINES = 300  # per notebook log group
+LOG_LINE_CHARS = 2000
+SOURCE_LINES = 60
+TRACEBACK_LINES = 30
+MESSAGE_CHARS = 4000
+
+STATUS_ICONS = {
+    "passed": "✅", "flaky": "🔁", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
+    "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️",
+}
+STATUS_TITLES = {
+    "failed": "failed", "timeout": "timed out", "notebook-timeout": "timed out",
+    "crashed": "crashed (the kernel died)", "startup-failed": "could not start its kernel",
+    "invalid": "is not a readable notebook", "cancelled": "was cancelled",
+}
+CELL_LINE = re.compile(r"Cell In\s*\[\d*\],\s*line (\d+)")
+ARROW_LINE = re.compile(r"^-*>\s*(\d+)\b", re.MULTILINE)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class GitHubReporter:
+    """Report a run to GitHub Actions; ``environ`` supplies ``GITHUB_OUTPUT`` and friends.
+
+    A missing ``GITHUB_OUTPUT`` or ``GITHUB_STEP_SUMMARY`` skips that channel; annotations and
+    groups always go to ``stream`` (stdout by default), one whole block per write.
+    """
+
+    def __init__(self, environ: Mapping[str, str], stream: Optional[TextIO] = None) -> None:
+        self.output_file = environ.get("GITHUB_OUTPUT") or None
+        self.summary_file = environ.get("GITHUB_STEP_SUMMARY") or None
+        workspace = environ.get("GITHUB_WORKSPACE")
+        self.workspace = Path(workspace) if workspace else None
+        self.stream = stream or sys.stdout
+        self._sources: Dict[str, str] = {}  # the failing cell's source, by notebook path
+        self._lock = threading.Lock()
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def notebook_started(self, path: str) -> None:
+        pass
+
+    def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
+                  rss: Optional[int]) -> None:
+        pass  # the console reporter prints progress; the GitHub log shows it as is
+
+    def notebook_finished(self, result: NotebookResult, notebook: Optional[NotebookNode]) -> None:
+        index = result.error.cell_index if result.error else None
+        if notebook is not None and index is not None and index < len(notebook.cells):
+            self._sources[result.path] = notebook.cells[index].source
+        title = f"{STATUS_ICONS.get(result.status, '')} {result.status} {result.path} ({result.duration:.1f} s)"
+        self._write(wc.group(title.strip(), notebook_log(result, notebook)))
+
+    def run_finished(self, run: RunResult, config: Config) -> None:
+        self._write("".join(line + "\n" for line in self.annotations(run, config)))
+        if self.output_file:
+            wc.write_outputs(self.output_file, step_outputs(run, config))
+        if self.summary_file:
+            used = _size(self.summary_file)
+            wc.append_summary(self.summary_file, summary(run, self._sources, SUMMARY_LIMIT - used))
+
+    def annotations(self, run: RunResult, config: Config) -> List[str]:
+        """``::error`` lines for the first failures, then one ``::notice`` for the rest."""
+        failures = run.failures
+        lines = [self.error_annotation(result, config) for result in failures[:MAX_ERROR_ANNOTATIONS]]
+        rest = len(failures) - MAX_ERROR_ANNOTATIONS
+        if rest > 0:
+            lines.append(wc.annotation(
+                "notice", f"{rest} more notebooks did not pass; the job summary lists them all.",
+                title=f"nbci: {rest} more failures",
+            ))
+        return lines
+
+    def error_annotation(self, result: NotebookResult, config: Config) -> str:
+        source = config.root / result.path
+        line = None if config.inplace else failure_line(source, result)
+        where = f" at cell {result.error.cell_index}" if result.error and result.error.cell_index is not None else ""
+        title = f"{result.path} {STATUS_TITLES.get(result.status, result.status)}{where}"
+        return wc.annotation("error", failure_message(result), file=repo_path(source, self.workspace),
+                             line=line, title=title)
+
+
+def step_outputs(run: RunResult, config: Config) -> List[Tuple[str, str]]:
+    """The action's outputs, in the order the action documents them."""
+    summary = run.summary()
+    return [
+        ("total", str(summary["total"])),
+        ("passed", str(summary["passed"])),
+        ("failed", str(summary["failed"])),
+        ("failed-notebooks", json.dumps([nb.path for nb in run.failures])),
+        ("results", str(config.output_dir / "results.json")),
+        ("output-dir", str(config.output_dir)),
+    ]
+
+
+def failure_message(result: NotebookResult) -> str:
+    error = result.error
+    if error is None:
+        return f"{result.path}: {result.status}"
+    if result.status == "invalid":
+        return _clip(error.evalue or error.ename, MESSAGE_CHARS)
+    return _clip(f"{error.ename}: {error.evalue}" if error.evalue else error.ename, MESSAGE_CHARS)
+
+
+def repo_path(path: Path, workspace: Optional[Path]) -> str:
+    """``path`` relative to the repository root (the workspace), with ``/``; else to the cwd."""
+    full = Path(os.path.abspath(path))
+    for base in ([workspace] if workspace else []) + [Path.cwd()]:
+        for a, b in ((full, Path(os.path.abspath(base))), (full.resolve(), base.resolve())):
+            try:
+                return a.relative_to(b).as_posix()
+            except ValueError:
+                continue
+    return full.as_posix()
+
+
+# --- where the failure is in the .ipynb file ---------------------------------------------------
+
+
+def failure_line(source: Path, result: NotebookResult) -> Optional[int]:
+    """The 1-based line in the raw ``.ipynb`` file to annotate, or None when unknown.
+
+    For a cell error it is the JSON line holding the failing source line (from the traceback's
+    ``Cell In[n], line L``), else the line where the cell's source begins; for an unreadable
+    notebook, the line the JSON parser complained about.
+    """
+    error = result.error
+    if error is None:
+        return None
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    if error.cell_index is None:
+        return json_error_line(text) if result.status == "invalid" else None
+    try:
+        cells = cell_source_lines(text)
+    except ValueError:
+        return None
+    if error.cell_index >= len(cells) or not cells[error.cell_index]:
+        return None
+    return json_line_of(cells[error.cell_index], failing_cell_line(error.traceback))
+
+
+def json_error_line(text: str) -> Optional[int]:
+    """The line where ``text`` stops being valid JSON, or None when it parses."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return exc.lineno
+    return None
+
+
+def failing_cell_line(traceback: List[str]) -> Optional[int]:
+    """The 1-based line within the failing cell that raised, read from an IPython traceback.
+
+    The first frame of a cell's traceback is the cell itself, so the first match is ours.
+    """
+    text = ANSI.sub("", "\n".join(traceback))
+    match = CELL_LINE.search(text) or ARROW_LINE.search(text)
+    return int(match.group(1)) if match else None
+
+
+def json_line_of(pieces: List[Tuple[int, str]], cell_line: Optional[int]) -> int:
+    """Map a line of the cell's source to the JSON line of the string piece that holds it."""
+    json_line, _ = pieces[0]
+    if cell_line is None:
+        return json_line
+    seen = 1  # the cell line at which the current piece starts
+    for json_line_here, text in pieces:
+        if seen > cell_line:
+            break
+        json_line = json_line_here
+        seen += text.count("\n")
+    return json_line
+
+
+def cell_source_lines(text: str) -> List[List[Tuple[int, str]]]:
+    """For each cell of a notebook's raw JSON, its source pieces as ``(1-based line, text)``.
+
+    nbformat stores a source as a list of strings, one per line, each on its own JSON line; a
+    single string is one piece. Raises ``ValueError`` when the text is not a notebook.
+    """
+    scan = _JsonScanner(text)
+    cells: List[List[Tuple[int, str]]] = []
+    for key in scan.members():
+        if key != "cells":
+            scan.skip_value()
+            continue
+        for _ in scan.items():
+            pieces: List[Tuple[int, str]] = []
+            for cell_key in scan.members():
+                if cell_key == "source" and scan.peek() == "[":
+                    for _ in scan.items():
+                        pieces.append((scan.line(), scan.string()))
+                elif cell_key == "source":
+                    pieces.append((scan.line(), scan.string()))
+                else:
+                    scan.skip_value()
+            cells.append(pieces)
+    return cells
+
+
+class _JsonScanner:
+    """Walk JSON text keeping positions (the json module keeps none); ValueError on bad input."""
+
+    _ws = re.compile(r"[ \t\n\r]*")
+    _decoder = json.JSONDecoder()
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self._newlines = [i for i, char in enumerate(text) if char == "\n"]
+
+    def peek(self) -> str:
+        self.pos = self._ws.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        return self.text[self.pos:self.pos + 1]
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise ValueError(f"expected {char!r} at offset {self.pos}")
+        self.pos += 1
+
+    def line(self) -> int:
+        self.peek()
+        return bisect.bisect_left(self._newlines, self.pos) + 1
+
+    def string(self) -> str:
+        self.expect('"')
+        value, self.pos = scanstring(self.text, self.pos)
+        return value
+
+    def skip_value(self) -> None:
+        self.peek()
+        _, self.pos = self._decoder.raw_decode(self.text, self.pos)
+
+    def _sequence(self, open_: str, close: str) -> Iterator[None]:
+        self.expect(open_)
+        if self.peek() == close:
+            self.pos += 1
+            return
+        while True:
+            yield  # the caller consumes one element here
+            char = self.peek()
+            self.pos += 1
+            if char == close:
+                return
+            if char != ",":
+                raise ValueError(f"expected ',' or {close!r} at offset {self.pos - 1}")
+
+    def items(self) -> Iterator[None]:
+        """Step through an array; the caller consumes each element."""
+        return self._sequence("[", "]")
+
+    def members(self) -> Iterator[str]:
+        """Step through an object's keys; the caller consumes each value."""
+        for _ in self._sequence("{", "}"):
+            key = self.string()
+            self.expect(":")
+            yield key
+
+
+# --- the log group and the job summary --------------------------------------------------------
+
+
+def notebook_log(result: NotebookResult, notebook: Optional[NotebookNode]) -> str:
+    """A notebook's streamed output and error tracebacks, cell by cell, at most ``LOG_LINES``."""
+    lines: List[str] = []
+    for index, cell in enumerate(notebook.cells if notebook is not None else []):
+        texts = [_output_text(out) for out in cell.get("outputs", [])]
+        texts = [t for t in texts if t]
+        if texts:
+            lines.append(f"--- cell {index} ---")
+            lines.extend(_clip(line, LOG_LINE_CHARS) for t in texts for line in t.splitlines())
+    if notebook is None and result.error:
+        lines.append(failure_message(result))
+    return "\n".join(tail(lines, LOG_LINES))
+
+
+def _output_text(output: NotebookNode) -> str:
+    if output.get("output_type") == "stream":
+        text = output.get("text", "")
+        return "".join(text) if isinstance(text, list) else text
+    if output.get("output_type") == "error":
+        return "\n".join(output.get("traceback", [])) or f"{output.get('ename')}: {output.get('evalue')}"
+    return ""
+
+
+@dataclass
+class _Budget:
+    """Markdown blocks added while they fit in ``limit`` UTF-8 bytes."""
+
+    limit: int
+    used: int = 0
+    full: bool = False
+
+    def fits(self, text: str) -> bool:
+        size = len(text.encode("utf-8"))
+        if self.full or self.used + size > self.limit - SUMMARY_RESERVE:
+            self.full = True
+            return False
+        self.used += size
+        return True
+
+
+def summary(run: RunResult, sources: Mapping[str, str], limit: int = SUMMARY_LIMIT) -> str:
+    """The job summary: headline, table (failures first) and failure details, under ``limit`` bytes.
+
+    What does not fit is left out and a closing line says how much and where to find it all.
+    """
+    budget = _Budget(limit)
+    blocks: List[str] = []
+    failures = run.failures
+    rows = failures + [nb for nb in run.notebooks if nb.ok]
+    details = [_failure_details(result, sources.get(result.path)) for result in failures]
+    for block in [_headline(run), "| Status | Notebook | Duration |\n| --- | --- | --- |\n"]:
+        if budget.fits(block):
+            blocks.append(block)
+    shown_rows = _add(blocks, budget, [_row(result) for result in rows])
+    if failures and budget.fits("\n#### Failures\n\n"):
+        blocks.append("\n#### Failures\n\n")
+    shown_details = _add(blocks, budget, details)
+    if shown_rows < len(rows) or shown_details < len(details):
+        blocks.append(
+            f"\n> [!WARNING]\n> Summary truncated to stay under GitHub's 1 MiB limit: "
+            f"{len(rows) - shown_rows} of {len(rows)} table rows and {len(details) - shown_details} of "
+            f"{len(details)} failure details are not shown. `results.json` in the artifact has everything.\n"
+        )
+    return "".join(blocks)
+
+
+def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
+    shown = 0
+    for block in candidates:
+        if not budget.fits(block):
+            break
+        blocks.append(block)
+        shown += 1
+    return shown
+
+
+def _headline(run: RunResult) -> str:
+    summary = run.summary()
+    if run.ok:
+        head = f"### ✅ nbci: {summary['total']} notebooks passed"
+    else:
+        head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
+    state = ", cancelled" if run.cancelled else ""
+    return f"{head} ({run.duration:.1f} s{state})\n\n"
+
+
+def _row(result: NotebookResult) -> str:
+    status = f"{STATUS_ICONS.get(result.status, '')} {result.status}".strip()
+    return f"| {status} | {_code(result.path)} | {result.duration:.1f} s |\n"
+
+
+def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
+    error = result.error
+    where = f" in cell {error.cell_index}" if error and error.cell_index is not None else ""
+    headline = _clip(f"{STATUS_TITLES.get(result.status, result.status)}{where}: {failure_message(result)}", 500)
+    title = f"<code>{html.escape(result.path)}</code> {html.escape(headline)}"
+    if not source and not (error and error.traceback):
+        return f"{title}\n\n"
+    parts = [f"<details><summary>{title}</summary>\n\n"]
+    if source:
+        parts.append(f"Cell {error.cell_index if error else ''} source:\n\n")
+        parts.append(_fence("\n".join(tail(source.splitlines(), SOURCE_LINES)), "python"))
+    if error and error.traceback:
+        lines = ANSI.sub("", "\n".join(error.traceback)).splitlines()
+        parts.append("Traceback (last lines):\n\n")
+        parts.append(_fence("\n".join(_clip(line, LOG_LINE_CHARS) for line in tail(lines, TRACEBACK_LINES)), "text"))
+    parts.append("</details>\n\n")
+    return "".join(parts)
+
+
+def _fence(text: str, language: str) -> str:
+    """A fenced code block that no backtick run inside ``text`` can close early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}\n\n"
+
+
+def _code(text: str) -> str:
+    """Inline code safe inside a Markdown table cell."""
+    text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

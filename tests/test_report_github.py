@@ -1,0 +1,257 @@
+"""The GitHub reporter: outputs, summary, annotations on the right line, log groups."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import List
+
+import nbformat
+import pytest
+from test_workflow_commands import parse_command, parse_output_file
+
+from nbci.config import Config
+from nbci.report import github
+from nbci.report.github import GitHubReporter, cell_source_lines, failing_cell_line, json_line_of
+from nbci.results import CellError, NotebookResult, RunResult
+
+IPYTHON8_TB = [
+    "\x1b[31m---------------------------------------------------------------------------\x1b[39m",
+    "\x1b[31mZeroDivisionError\x1b[39m                         Traceback (most recent call last)",
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[7]\x1b[39m\x1b[32m, line 3\x1b[39m\n      1 a = 1\n----> 3 helper()",
+    "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[2]\x1b[39m\x1b[32m, line 2\x1b[39m, in helper()\n----> 2 1 / 0",
+    "\x1b[31mZeroDivisionError\x1b[39m: division by zero",
+]
+IPYTHON7_TB = [
+    "---------------------------------------------------------------------------",
+    "ZeroDivisionError                         Traceback (most recent call last)",
+    "<ipython-input-3-9e1622b385b6> in <module>\n      1 a = 1\n----> 2 1 / 0\n",
+    "ZeroDivisionError: division by zero",
+]
+SYNTAX_TB = ['  Cell In[1], line 2\n    x = (\n        ^\n', 'SyntaxError: incomplete input\n']
+
+
+def notebook_text(*sources: str, indent: int = 1) -> str:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("# a heading\nwith text"))
+    return nbformat.writes(nb) if indent == 1 else json.dumps(nb)
+
+
+def line_holding(text: str, fragment: str) -> int:
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if fragment in line]
+    assert len(hits) == 1, (fragment, hits)
+    return hits[0]
+
+
+def test_cell_source_lines_follow_the_raw_json():
+    text = notebook_text("import os", "a = 1\nb = 2\nc = a / 0\nprint(c)", "")
+    cells = cell_source_lines(text)
+    assert [len(c) for c in cells] == [1, 2, 4, 0]
+    for pieces in cells:
+        for line, piece in pieces:
+            assert json.dumps(piece) in text.splitlines()[line - 1]
+    assert cells[2][2] == (line_holding(text, '"c = a / 0\\n"'), "c = a / 0\n")
+
+
+def test_cell_source_lines_on_compact_json_and_string_sources():
+    compact = json.dumps({"cells": [{"cell_type": "code", "source": "x = 1\ny = 2"}], "nbformat": 4})
+    assert cell_source_lines(compact) == [[(1, "x = 1\ny = 2")]]
+    with pytest.raises(ValueError):
+        cell_source_lines('{"cells": [ this is not json')
+
+
+@pytest.mark.parametrize("traceback, line", [(IPYTHON8_TB, 3), (IPYTHON7_TB, 2), (SYNTAX_TB, 2), (["boom"], None)])
+def test_failing_cell_line_reads_the_cells_own_frame(traceback, line):
+    assert failing_cell_line(traceback) == line
+
+
+def test_json_line_of_maps_cell_lines_to_pieces():
+    pieces = [(10, "a = 1\n"), (11, "b = '''x\ny'''\n"), (12, "c = 3")]
+    assert [json_line_of(pieces, n) for n in (None, 1, 2, 3, 4, 99)] == [10, 10, 11, 11, 12, 12]
+
+
+def result(path: str, status: str = "failed", cell: int = 2, traceback: List[str] = (), duration: float = 1.25):
+    error = None if status == "passed" else CellError("ValueError", f"bad value in {path}", cell, list(traceback))
+    return NotebookResult(path=path, status=status, duration=duration, error=error)
+
+
+def make_reporter(tmp_path: Path, workspace: Path = None):
+    stream = io.StringIO()
+    environ = {"GITHUB_OUTPUT": str(tmp_path / "output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    if workspace is not None:
+        environ["GITHUB_WORKSPACE"] = str(workspace)
+    return GitHubReporter(environ, stream=stream), stream
+
+
+def commands(stream: io.StringIO, name: str):
+    return [parse_command(line) for line in stream.getvalue().splitlines() if line.startswith(f"::{name} ")]
+
+
+def test_annotation_points_at_the_failing_line_relative_to_the_repository(tmp_path: Path):
+    root = tmp_path / "repo" / "docs"
+    (root / "sub").mkdir(parents=True)
+    text = notebook_text("import math", "a = 1\nb = 0\nc = a / b\n", "print('after')")
+    (root / "sub" / "calc, v2.ipynb").write_text(text, encoding="utf-8")
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path / "repo")
+    failure = result("sub/calc, v2.ipynb", cell=2, traceback=["Cell In[2], line 3\n----> 3 c = a / b"])
+    reporter.run_finished(RunResult([failure]), Config(root=root))
+    [(_, props, message)] = commands(stream, "error")
+    assert props["file"] == "docs/sub/calc, v2.ipynb"
+    assert int(props["line"]) == line_holding(text, '"c = a / b\\n"')
+    assert props["title"] == "sub/calc, v2.ipynb failed at cell 2"
+    assert message == "ValueError: bad value in sub/calc, v2.ipynb"
+
+
+def test_annotation_without_a_known_cell_line_falls_back(tmp_path: Path):
+    (tmp_path / "a.ipynb").write_text(notebook_text("x = 1", "y = 2"), encoding="utf-8")
+    (tmp_path / "broken.ipynb").write_text('{\n "cells": [\n  oops\n', encoding="utf-8")
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
+    run = RunResult([result("a.ipynb", cell=2), result("broken.ipynb", status="invalid", cell=None),
+                     result("gone.ipynb", status="crashed", cell=0)])
+    reporter.run_finished(run, Config(root=tmp_path))
+    a, broken, gone = [props for _, props, _ in commands(stream, "error")]
+    assert a["line"] == str(line_holding(notebook_text("x = 1", "y = 2"), '"y = 2"'))  # the cell's first line
+    assert broken["line"] == "3" and broken["title"] == "broken.ipynb is not a readable notebook"
+    assert "line" not in gone and gone["file"] == "gone.ipynb"
+
+
+def test_inplace_runs_point_at_the_file_only(tmp_path: Path):
+    (tmp_path / "a.ipynb").write_text(notebook_text("x = 1", "y = 2"), encoding="utf-8")
+    reporter, stream = make_reporter(tmp_path)
+    reporter.run_finished(RunResult([result("a.ipynb", cell=2)]), Config(root=tmp_path, inplace=True))
+    [(_, props, _)] = commands(stream, "error")
+    assert "line" not in props
+
+
+def test_at_most_ten_errors_then_one_notice(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
+    run = RunResult([result(f"nb{i:02}.ipynb") for i in range(13)] + [result("ok.ipynb", status="passed")])
+    reporter.run_finished(run, Config(root=tmp_path))
+    errors, notices = commands(stream, "error"), commands(stream, "notice")
+    assert [props["file"] for _, props, _ in errors] == [f"nb{i:02}.ipynb" for i in range(10)]
+    assert len(notices) == 1 and notices[0][2].startswith("3 more notebooks did not pass")
+
+
+def test_outputs(tmp_path: Path):
+    reporter, _ = make_reporter(tmp_path)
+    config = Config(root=tmp_path, output_dir=Path("out dir"))
+    run = RunResult([result("a.ipynb", status="passed"), result("b c.ipynb"),
+                     NotebookResult("d.ipynb", "flaky", attempts=2), result("e.ipynb", status="timeout")])
+    reporter.run_finished(run, config)
+    outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs == {
+        "total": "4", "passed": "2", "failed": "2",
+        "failed-notebooks": '["b c.ipynb", "e.ipynb"]',
+        "results": str(tmp_path.resolve() / "out dir" / "results.json"),
+        "output-dir": str(tmp_path.resolve() / "out dir"),
+    }
+
+
+def test_summary_lists_failures_first_with_source_and_traceback_tail(tmp_path: Path):
+    reporter, _ = make_reporter(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in ("a = 1", "b = 2", "raise ValueError('x')")])
+    long_tb = [f"frame {i}" for i in range(100)] + ["ValueError: x"]
+    failing = result("fail|`odd`.ipynb", cell=2, traceback=long_tb)
+    reporter.notebook_finished(failing, nb)
+    reporter.run_finished(RunResult([result("ok.ipynb", status="passed"), failing], duration=3.5),
+                          Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ❌ nbci: 1 of 2 notebooks did not pass (3.5 s)\n")
+    table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert table == ["| Status | Notebook | Duration |", "| ❌ failed | `` fail\\|`odd`.ipynb `` | 1.2 s |",
+                     "| ✅ passed | `ok.ipynb` | 1.2 s |"]
+    assert "<details><summary><code>fail|`odd`.ipynb</code> failed in cell 2: ValueError: bad value" in text
+    assert "```python\nraise ValueError('x')\n```" in text
+    assert "frame 99\nValueError: x\n```" in text and "frame 50\n" not in text
+    assert "earlier lines cut" in text
+
+
+def test_summary_of_a_passing_run(tmp_path: Path):
+    reporter, _ = make_reporter(tmp_path)
+    reporter.run_finished(RunResult([result("ok.ipynb", status="passed")], duration=1), Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ✅ nbci: 1 notebooks passed")
+    assert "Failures" not in text and "truncated" not in text
+
+
+def test_summary_stays_under_the_cap(tmp_path: Path):
+    long_tb = ["x" * 1000 for _ in range(30)]
+    run = RunResult([result(f"n{i:04}.ipynb", traceback=long_tb) for i in range(400)]
+                    + [result(f"ok{i:04}.ipynb", status="passed") for i in range(2000)])
+    sources = {f"n{i:04}.ipynb": "y = 1\n" * 100 for i in range(400)}
+    text = github.summary(run, sources)
+    size = len(text.encode("utf-8"))
+    assert github.SUMMARY_LIMIT - github.SUMMARY_RESERVE - 40_000 < size <= github.SUMMARY_LIMIT
+    assert "Summary truncated to stay under GitHub's 1 MiB limit" in text
+    assert text.count("| ❌ failed |") == 400 and text.count("| ✅ passed |") == 2000  # the table fits
+    assert 0 < text.count("<details>") < 400
+    small = github.summary(run, sources, limit=20_000)
+    assert len(small.encode("utf-8")) <= 20_000 and "| ❌ failed | `n0000.ipynb`" in small
+
+
+def test_summary_counts_what_the_step_already_wrote(tmp_path: Path):
+    reporter, _ = make_reporter(tmp_path)
+    summary_file = tmp_path / "summary.md"
+    summary_file.write_text("x" * (github.SUMMARY_LIMIT - 10_000))
+    run = RunResult([result(f"n{i}.ipynb", traceback=["y" * 500] * 30) for i in range(50)])
+    reporter.run_finished(run, Config(root=tmp_path))
+    assert summary_file.stat().st_size <= github.SUMMARY_LIMIT
+
+
+def test_group_per_notebook_with_bounded_output_and_no_command_injection(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(...)"), nbformat.v4.new_code_cell("1/0")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                                  text="::error::injected\n" + "".join(f"row {i}\n" for i in range(1000)))]
+    nb.cells[1].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                                                  traceback=["Traceback", "ZeroDivisionError: division by zero"])]
+    reporter.notebook_finished(result("a.ipynb", cell=1, duration=2.0), nb)
+    reporter.notebook_finished(result("b.ipynb", status="invalid", cell=None), None)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "::group::❌ failed a.ipynb (2.0 s)"
+    token = lines[1].split("::")[-1]
+    end = lines.index(f"::{token}::")
+    body = lines[2:end]
+    assert lines[end + 1] == "::endgroup::"
+    assert len(body) <= github.LOG_LINES + 1 and "earlier lines cut" in body[0]
+    assert body[-3:] == ["--- cell 1 ---", "Traceback", "ZeroDivisionError: division by zero"]
+    assert "::error::injected" not in lines  # cut here, and inside stop-commands anyway
+    assert lines[end + 2] == "::group::⚠️ invalid b.ipynb (1.2 s)"
+    assert "bad value in b.ipynb" in lines[end + 4]
+
+
+def test_missing_github_files_are_skipped(tmp_path: Path):
+    stream = io.StringIO()
+    reporter = GitHubReporter({}, stream=stream)
+    reporter.run_finished(RunResult([result("a.ipynb")]), Config(root=tmp_path))
+    assert stream.getvalue().startswith("::error file=")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_real_run_reports_to_github(project, tmp_path: Path):
+    """nbci run with GITHUB_ACTIONS=true: outputs, summary and the annotation's exact line."""
+    project.add("passing.ipynb", "nbs/passing.ipynb")
+    target = project.write("nbs/multi line.ipynb", "import os", "a = 1\nb = 0\nprint('before')\nc = a / b\nprint(c)")
+    out, summary = tmp_path / "gh_output", tmp_path / "gh_summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary),
+           "GITHUB_WORKSPACE": str(project.root.parent)}
+    run = project.run("run", "nbs", "--jobs", "2", env=env)
+    assert run.code == 1, run.stderr
+    outputs = parse_output_file(out.read_text(encoding="utf-8"))
+    assert outputs["total"] == "2" and outputs["passed"] == "1" and outputs["failed"] == "1"
+    assert json.loads(outputs["failed-notebooks"]) == ["nbs/multi line.ipynb"]
+    assert Path(outputs["results"]) == project.root.resolve() / "nbci-output" / "results.json"
+    assert Path(outputs["results"]).is_file()
+    errors = [parse_command(line) for line in run.stdout.splitlines() if line.startswith("::error ")]
+    [(_, props, message)] = errors
+    assert props["file"] == "project/nbs/multi line.ipynb"
+    assert int(props["line"]) == line_holding(target.read_text(encoding="utf-8"), '"c = a / b\\n"')
+    assert message == "ZeroDivisionError: division by zero"
+    text = summary.read_text(encoding="utf-8")
+    assert "| ❌ failed | `nbs/multi line.ipynb` |" in text and "| ✅ passed | `nbs/passing.ipynb` |" in text
+    assert "```python\na = 1\nb = 0\nprint('before')\nc = a / b\nprint(c)\n```" in text
+    groups = [line for line in run.stdout.splitlines() if line.startswith("::group::")]
+    assert len(groups) == 2
+    assert any(g.startswith("::group::✅ passed nbs/passing.ipynb (") for g in groups)
+    assert any(g.startswith("::group::❌ failed nbs/multi line.ipynb (") for g in groups)
