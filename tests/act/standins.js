@@ -1,0 +1,181 @@
+// Stand-ins for third-party actions when act runs the action's workflows here (no network, no
+// Docker). Each records the inputs it was given as a JSON line in $NBCI_ACT_RECORD/<action>.jsonl,
+// so tests can assert them, and does the minimum the next steps need. Every stand-in's main.js
+// loads this file from $NBCI_ACT_DIR: act copies an action's folder alone, not its neighbours.
+"use strict";
+
+const childProcess = require("child_process");
+const crypto = require("crypto");
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+
+function env(name) {
+  const value = process.env[name];
+  if (!value) fail(`stand-in: ${name} is not set (tests/test_action.py sets it)`);
+  return value;
+}
+
+function fail(message) {
+  console.log(`::error::${message}`);
+  process.exit(1);
+}
+
+// The inputs as the runner passes them (INPUT_<NAME>), with the names written as in action.yml.
+function inputs() {
+  const found = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (key.startsWith("INPUT_")) found[key.slice("INPUT_".length).toLowerCase()] = value;
+  }
+  return found;
+}
+
+function record(action, stage) {
+  const given = inputs();
+  const dir = env("NBCI_ACT_RECORD");
+  fs.mkdirSync(dir, { recursive: true });
+  fs.appendFileSync(path.join(dir, `${action}.jsonl`), JSON.stringify({ stage, inputs: given }) + "\n");
+  return given;
+}
+
+function setOutput(name, value) {
+  fs.appendFileSync(env("GITHUB_OUTPUT"), `${name}=${value}\n`);
+}
+
+function expandHome(p) {
+  return p === "~" || p.startsWith("~/") ? path.join(os.homedir(), p.slice(1)) : p;
+}
+
+function lines(text) {
+  return (text || "").split("\n").map((s) => s.trim()).filter(Boolean);
+}
+
+function venv(dir) {
+  childProcess.execFileSync("python3", ["-m", "venv", dir], { stdio: "inherit" });
+  return path.join(dir, "bin");
+}
+
+// actions/setup-python: a fresh venv of the host's python3 on PATH (whatever version was asked).
+exports.setupPython = () => {
+  const given = record("setup-python", "main");
+  if (given.cache) {
+    const dependency = given["cache-dependency-path"];
+    if (!dependency || !fs.existsSync(dependency)) {
+      fail(`No file in ${process.cwd()} matched to [${dependency || "**/requirements.txt"}], make sure you have checked out the target repository`);
+    }
+  }
+  const bin = venv(path.join(env("RUNNER_TEMP"), "setup-python-standin"));
+  fs.appendFileSync(env("GITHUB_PATH"), bin + "\n");
+  const python = path.join(bin, "python");
+  const version = childProcess.execFileSync(python, ["-c", "import platform; print(platform.python_version())"]);
+  setOutput("python-version", version.toString().trim());
+  setOutput("python-path", python);
+  setOutput("cache-hit", "false");
+};
+
+// conda-incubator/setup-miniconda: $CONDA with a conda.sh whose `conda activate` puts a venv
+// (the "environment") first on PATH, and a `conda install` that pip-installs into it.
+exports.setupMiniconda = () => {
+  const given = record("setup-miniconda", "main");
+  const file = given["environment-file"];
+  if (file && !fs.existsSync(file)) fail(`stand-in: environment-file ${file} does not exist`);
+  const conda = path.join(env("RUNNER_TEMP"), "miniconda-standin");
+  venv(path.join(conda, "envs", given["activate-environment"] || "test"));
+  fs.mkdirSync(path.join(conda, "etc", "profile.d"), { recursive: true });
+  fs.writeFileSync(path.join(conda, "etc", "profile.d", "conda.sh"), [
+    `export CONDA_EXE="${conda}/bin/conda"`,
+    'conda() {',
+    '  if [ "$1" = activate ]; then',
+    '    export CONDA_PREFIX="$CONDA/envs/$2" CONDA_DEFAULT_ENV="$2" PATH="$CONDA/envs/$2/bin:$PATH"',
+    '  else "$CONDA_EXE" "$@"; fi',
+    '}',
+    "",
+  ].join("\n"));
+  fs.mkdirSync(path.join(conda, "bin"), { recursive: true });
+  fs.writeFileSync(path.join(conda, "bin", "conda"), [
+    "#!/usr/bin/env bash",
+    "# stand-in: `conda install --yes --prefix P PKG...` pip-installs PKG into P",
+    'set -euo pipefail',
+    'echo "conda $*" >> "$NBCI_ACT_RECORD/conda-commands.txt"',
+    '[ "$1" = install ] || { echo "stand-in conda: only install" >&2; exit 1; }',
+    'shift; prefix=""; pkgs=()',
+    'while [ $# -gt 0 ]; do case $1 in --prefix|-p) prefix=$2; shift 2;; -*) shift;; *) pkgs+=("$1"); shift;; esac; done',
+    '"$prefix/bin/python" -m pip install --quiet "${pkgs[@]}"',
+    "",
+  ].join("\n"), { mode: 0o755 });
+  fs.appendFileSync(env("GITHUB_ENV"), `CONDA=${conda}\n`);
+  setOutput("environment-file", file ? path.resolve(file) : "");
+  setOutput("environment-file-content", "");
+  setOutput("environment-file-was-patched", "false");
+};
+
+// actions/cache: entries are folders under $NBCI_ACT_CACHE; restore by key, then restore-keys
+// prefixes (newest first); the post step saves when there was no exact hit.
+function cacheEntry(key) {
+  return path.join(env("NBCI_ACT_CACHE"), crypto.createHash("sha256").update(key).digest("hex").slice(0, 24));
+}
+
+exports.cacheRestore = () => {
+  const given = record("cache", "main");
+  const store = env("NBCI_ACT_CACHE");
+  fs.mkdirSync(store, { recursive: true });
+  let source = fs.existsSync(cacheEntry(given.key)) ? cacheEntry(given.key) : null;
+  const hit = source !== null;
+  for (const prefix of hit ? [] : lines(given["restore-keys"])) {
+    const keys = fs.readdirSync(store).filter((f) => f.endsWith(".key"))
+      .map((f) => ({ file: path.join(store, f), key: fs.readFileSync(path.join(store, f), "utf8") }))
+      .filter((e) => e.key.startsWith(prefix))
+      .sort((a, b) => fs.statSync(b.file).mtimeMs - fs.statSync(a.file).mtimeMs);
+    if (keys.length) { source = keys[0].file.slice(0, -".key".length); break; }
+  }
+  if (source) {
+    lines(given.path).forEach((p, i) => {
+      const saved = path.join(source, String(i));
+      if (fs.existsSync(saved)) fs.cpSync(saved, expandHome(p), { recursive: true });
+    });
+  }
+  console.log(`stand-in cache: ${hit ? "hit" : source ? "restored from a restore key" : "miss"} for ${given.key}`);
+  setOutput("cache-hit", String(hit));
+};
+
+exports.cacheSave = () => {
+  const given = record("cache", "post");
+  const entry = cacheEntry(given.key);
+  if (fs.existsSync(entry)) return;
+  lines(given.path).forEach((p, i) => {
+    if (fs.existsSync(expandHome(p))) fs.cpSync(expandHome(p), path.join(entry, String(i)), { recursive: true });
+  });
+  fs.writeFileSync(entry + ".key", given.key);
+};
+
+// actions/upload-artifact: copy the files to $NBCI_ACT_ARTIFACTS/<name>/, like the artifact's
+// root (a folder's contents), refusing a name already used in the run unless overwrite is true.
+exports.uploadArtifact = () => {
+  const given = record("upload-artifact", "main");
+  const name = given.name || "artifact";
+  const store = env("NBCI_ACT_ARTIFACTS");
+  const target = path.join(store, name);
+  fs.mkdirSync(store, { recursive: true });
+  if (fs.existsSync(target) && given.overwrite !== "true") {
+    fail(`Failed to CreateArtifact: an artifact with this name already exists on the workflow run (${name})`);
+  }
+  const paths = lines(given.path).map(expandHome);
+  if (paths.some((p) => /[*?[]/.test(p))) fail("stand-in: globs in path are not supported");
+  const found = paths.filter((p) => fs.existsSync(p));
+  if (!found.length) {
+    const message = `No files were found with the provided path: ${paths.join(", ")}. No artifacts will be uploaded.`;
+    if (given["if-no-files-found"] === "error") fail(message);
+    if (given["if-no-files-found"] !== "ignore") console.log(`::warning::${message}`);
+    return;
+  }
+  const hidden = given["include-hidden-files"] === "true";
+  const filter = (src) => hidden || !path.basename(src).startsWith(".");
+  for (const p of found) {
+    const dest = fs.statSync(p).isDirectory() ? target : path.join(target, path.basename(p));
+    fs.cpSync(p, dest, { recursive: true, filter });
+  }
+  const id = fs.readdirSync(store).length;
+  setOutput("artifact-id", String(id));
+  setOutput("artifact-url", `${process.env.GITHUB_SERVER_URL}/${process.env.GITHUB_REPOSITORY}/actions/runs/${process.env.GITHUB_RUN_ID}/artifacts/${id}`);
+  setOutput("artifact-digest", crypto.createHash("sha256").update(name + id).digest("hex"));
+};

