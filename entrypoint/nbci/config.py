@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Mapping, Optional
 
 from nbci.errors import ConfigError
+from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
 ENV_PREFIX = "NBCI_"
@@ -78,8 +79,11 @@ class Config:
                 re.compile(self.retry_on)
             except re.error as exc:
                 raise ConfigError(f"--retry-on is not a valid regular expression ({exc}): {self.retry_on!r}")
-        if self.durations is not None and not self.durations.is_file():
-            raise ConfigError(f"--durations file {self.durations} does not exist: pass a results.json from an earlier run")
+        if self.durations is not None and not self.durations.exists():
+            raise ConfigError(f"--durations {self.durations} does not exist: pass a results.json from an earlier run, "
+                              "or a folder of them")
+        if self.shard is not None:
+            self.shard = str(parse_shard(self.shard))
         if self.inplace and self.output_dir is None:
             raise ConfigError("--inplace needs an output dir for results.json")
         return self

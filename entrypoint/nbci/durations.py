@@ -10,8 +10,20 @@ from typing import Dict, Optional, Sequence
 from nbci.errors import ConfigError
 
 
-def previous_durations(results_file: Path) -> Dict[str, float]:
-    """Durations by path from an earlier run's results.json; ``ConfigError`` if it is unreadable."""
+def previous_durations(source: Path) -> Dict[str, float]:
+    """Durations by path from an earlier run's results.json, or from every results.json in a folder.
+
+    A folder merges the results of a sharded run (one results.json per shard, as downloaded
+    artifacts); it may hold none. ``ConfigError`` if a file is unreadable.
+    """
+    durations: Dict[str, float] = {}
+    for results_file in sorted(source.rglob("results.json")) if source.is_dir() else [source]:
+        durations.update(read_durations(results_file))
+    return durations
+
+
+def read_durations(results_file: Path) -> Dict[str, float]:
+    """Durations by path from one results.json; ``ConfigError`` if it is unreadable."""
     try:
         data = json.loads(results_file.read_text(encoding="utf-8"))
         return {nb["path"]: float(nb["duration"]) for nb in data["notebooks"] if nb.get("duration")}

@@ -69,6 +69,7 @@ class RunResult:
     notebooks: List[NotebookResult]
     duration: float = 0.0
     cancelled: bool = False
+    shard: Optional[str] = None  # "I/N" when this run was one shard of a split
 
     @property
     def ok(self) -> bool:
@@ -82,7 +83,7 @@ class RunResult:
         counts = {status: 0 for status in STATUSES}
         for nb in self.notebooks:
             counts[nb.status] += 1
-        return {
+        summary = {
             "total": len(self.notebooks),
             "passed": counts[PASSED] + counts[FLAKY],
             "failed": len(self.failures),
@@ -92,6 +93,9 @@ class RunResult:
             "cancelled": self.cancelled,
             "ok": self.ok,
         }
+        if self.shard:
+            summary["shard"] = self.shard
+        return summary
 
     def to_json(self) -> Dict[str, Any]:
         return {
@@ -114,4 +118,5 @@ def read_results(path: Path) -> RunResult:
     data = json.loads(path.read_text(encoding="utf-8"))
     notebooks = [NotebookResult.from_json(nb) for nb in data.get("notebooks", [])]
     summary = data.get("summary", {})
-    return RunResult(notebooks, duration=summary.get("duration", 0.0), cancelled=summary.get("cancelled", False))
+    return RunResult(notebooks, duration=summary.get("duration", 0.0), cancelled=summary.get("cancelled", False),
+                     shard=summary.get("shard"))
