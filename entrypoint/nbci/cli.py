@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from nbci import __version__
+from nbci.changes import select_changed
 from nbci.config import DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, Config, env_options, parse_size, split_list
 from nbci.discover import discover
 from nbci.durations import expected_durations
@@ -24,6 +26,7 @@ from nbci.report.console import ConsoleReporter
 from nbci.report.junit import write_junit
 from nbci.results import RunResult, write_results
 from nbci.schedule import Scheduler
+from nbci.shard import matrix, parse_shard, select_shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -115,12 +118,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="kill a kernel whose process tree uses more memory, e.g. 2G")
     parser.add_argument("--heartbeat", type=seconds, default=30.0, metavar="SECONDS",
                         help="progress line interval for a running notebook (default 30)")
-    parser.add_argument("--durations", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="a previous results.json: run the longest notebooks first")
     parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
                         help="also write a JUnit XML report (default: OUTPUT_DIR/junit.xml)")
     parser.add_argument("--github", type=boolean, nargs="?", const=True, default=None, metavar="BOOL",
                         help="report to GitHub Actions (default: when GITHUB_ACTIONS=true)")
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--changed-since", default=None, metavar="REF",
+                        help="only notebooks changed since git REF, or below a changed requirements file")
+    parser.add_argument("--durations", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="a previous results.json, or a folder of them: balance shards, run the longest first")
+
+
+def add_list_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="print a JSON array of paths")
+    parser.add_argument("--shards", type=positive_int, default=None, metavar="N",
+                        help='print N shards as a JSON matrix: [{"shard": "1/N", "notebooks": [...]}, ...]')
 
 
 def build_parser() -> ArgumentParser:
@@ -130,9 +145,13 @@ def build_parser() -> ArgumentParser:
     commands.required = True
     run = commands.add_parser("run", help="execute notebooks and report what broke")
     add_discovery_options(run)
+    add_selection_options(run)
+    run.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (see 'list --shards')")
     add_run_options(run)
     listing = commands.add_parser("list", help="print the notebooks 'run' would execute")
     add_discovery_options(listing)
+    add_selection_options(listing)
+    add_list_options(listing)
     return parser
 
 
@@ -189,6 +208,19 @@ def find_notebooks(config: Config) -> List[str]:
     return paths
 
 
+def narrow(config: Config, paths: List[str]) -> List[str]:
+    """The discovered paths this job runs: those changed since ``--changed-since``, then one ``--shard``."""
+    if config.changed_since:
+        changed = select_changed(paths, config.changed_since, config.root)
+        print(f"nbci: {len(changed)} of {len(paths)} notebooks changed since {config.changed_since}", file=sys.stderr)
+        paths = changed
+    if config.shard:
+        shard = select_shard(paths, expected_durations(paths, config.root, config.durations), parse_shard(config.shard))
+        print(f"nbci: shard {config.shard} has {len(shard)} of {len(paths)} notebooks", file=sys.stderr)
+        paths = shard
+    return paths
+
+
 def make_reporters(config: Config, environ: Mapping[str, str]) -> List[Reporter]:
     reporters: List[Reporter] = [ConsoleReporter()]
     if config.github:
@@ -227,8 +259,10 @@ def command_run(config: Config, environ: Mapping[str, str]) -> int:
     if not paths:
         if config.if_no_notebooks == "warn":
             print(f"nbci: warning: no notebooks match {' '.join(config.patterns)} in {config.root}", file=sys.stderr)
+    paths = narrow(config, paths)
     reporters = make_reporters(config, environ)
     run = execute_run(config, paths, reporters) if paths else RunResult([])
+    run.shard = config.shard
     write_results(run, config.output_dir / "results.json")
     write_junit(run, config.junit or config.output_dir / "junit.xml")
     for reporter in reporters:
@@ -239,12 +273,19 @@ def command_run(config: Config, environ: Mapping[str, str]) -> int:
     return EXIT_OK if run.ok else EXIT_FAILED
 
 
-def command_list(args: argparse.Namespace) -> int:
-    root = Path.cwd()
-    config = Config(root=root, patterns=args.notebooks or list(DEFAULT_PATTERNS), excludes=args.exclude,
-                    output_dir=Path(args.output_dir), if_no_notebooks=args.if_no_notebooks).validate()
-    for path in find_notebooks(config):
-        print(path)
+def command_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print the selected notebooks: one per line, a JSON array (``--json``) or a shard matrix (``--shards``)."""
+    options = vars(args)  # the namespace's own dict: what is popped here does not reach Config
+    as_json, shards = options.pop("json"), options.pop("shards")
+    config = make_config(args, environ)
+    paths = narrow(config, find_notebooks(config))
+    if shards is not None:
+        print(json.dumps(matrix(paths, expected_durations(paths, config.root, config.durations), shards)))
+    elif as_json:
+        print(json.dumps(paths))
+    else:
+        for path in paths:
+            print(path)
     return EXIT_OK
 
 
@@ -254,7 +295,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     try:
         args = parse_args(argv, environ)
         if args.command == "list":
-            return command_list(args)
+            return command_list(args, environ)
         return command_run(make_config(args, environ), environ)
     except NbciError as exc:
         print(f"nbci: error: {exc}", file=sys.stderr)
