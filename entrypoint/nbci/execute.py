@@ -19,11 +19,11 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from nbci import results as st
+from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
 from nbci.results import CellError, NotebookResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-STREAM_CAP = 4 * 2**20  # characters of stream output kept per cell in the executed copy
 DEFAULT_KERNEL = "python3"
 
 

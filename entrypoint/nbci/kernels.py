@@ -22,6 +22,8 @@ import psutil
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from nbci.iopub import BoundedIOPubChannel
+
 HIST_FILE_ARG = "--HistoryManager.hist_file=:memory:"
 
 
@@ -167,7 +169,9 @@ class KernelLauncher:
             self._ipykernel[request.name] = is_ipykernel(request.name)
         extra = [HIST_FILE_ARG] if self._ipykernel[request.name] else []
         await manager.start_kernel(cwd=str(request.cwd), extra_arguments=extra)
-        kernel = Kernel(request.name, manager, manager.client())
+        client = manager.client()
+        client.iopub_channel_class = BoundedIOPubChannel  # huge outputs are cut before decoding
+        kernel = Kernel(request.name, manager, client)
         self.live.add(kernel)
         try:
             kernel.client.start_channels()

@@ -1,0 +1,88 @@
+"""A kernel's IOPub channel read with bounded memory: oversized outputs are cut before decoding.
+
+A notebook printing hundreds of MB sends stream messages that large, and decoding one costs a few
+times its size (bytes, JSON, str). nbci keeps at most ``STREAM_CAP`` characters of stream output
+per cell anyway, so a longer stream message is cut to its first ``STREAM_CAP`` bytes before it is
+decoded, and any other output message over ``OUTPUT_CAP`` becomes a one-line note. The signature is
+checked on the whole message first. ZeroMQ itself still receives each message whole, once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from hmac import compare_digest
+from typing import Any, Dict, List
+
+from jupyter_client.channels import AsyncZMQSocketChannel
+
+STREAM_CAP = 4 * 2**20  # bytes of one stream message, and characters of stream output per cell
+OUTPUT_CAP = 32 * 2**20  # bytes of any other output message (an image, a big HTML table)
+OUTPUT_TYPES = ("display_data", "execute_result", "update_display_data", "error")
+STREAM_NAME = re.compile(rb'"name"\s*:\s*"(stdout|stderr)"')
+TEXT_START = re.compile(rb'"text"\s*:\s*"')
+
+
+def json_string_prefix(body: bytes) -> str:
+    """Decode the start of a JSON string's body cut at any byte (mid-escape, mid-UTF-8): the
+    longest prefix that decodes to text that can be written as UTF-8."""
+    for end in range(len(body), max(len(body) - 16, -1), -1):
+        try:
+            text = json.loads(b'"' + body[:end] + b'"')
+            text.encode("utf-8")  # a lone surrogate from a cut "\ud83d\ude00" fails here
+            return text
+        except ValueError:
+            continue
+    return ""
+
+
+def cut_stream(content: memoryview) -> Dict[str, Any]:
+    """The content of a stream message kept to its first ``STREAM_CAP`` bytes, with a marker."""
+    head = bytes(content[:256])
+    name, start = STREAM_NAME.search(head), TEXT_START.search(head)
+    kept = json_string_prefix(bytes(content[start.end():start.end() + STREAM_CAP])) if start else ""
+    marker = (f"\n[nbci: stream output truncated: one message of {len(content) / 2**20:.0f} MiB, "
+              f"the first {STREAM_CAP // 2**20} MiB kept]\n")
+    return {"name": name.group(1).decode() if name else "stdout", "text": kept + marker}
+
+
+def output_note(msg_type: str, size: int) -> Dict[str, Any]:
+    """Stream content standing in for an output too large to keep."""
+    return {"name": "stdout", "text": f"[nbci: a {msg_type} output of {size / 2**20:.0f} MiB was dropped: "
+                                      f"outputs over {OUTPUT_CAP // 2**20} MiB are not kept]\n"}
+
+
+class BoundedIOPubChannel(AsyncZMQSocketChannel):
+    """``AsyncZMQSocketChannel`` that never decodes a stream message over ``STREAM_CAP`` bytes, nor
+    another output message over ``OUTPUT_CAP`` bytes; smaller messages are read as usual."""
+
+    async def _recv(self, **kwargs: Any) -> Dict[str, Any]:
+        frames = await self.socket.recv_multipart(copy=False)
+        _, parts = self.session.feed_identities(frames, copy=False)
+        size = sum(len(part) for part in parts[4:])
+        if size <= STREAM_CAP:
+            return self.session.deserialize([part.bytes for part in parts])
+        header = self.session.unpack(parts[1].bytes)
+        msg_type = header.get("msg_type")
+        if msg_type == "stream":
+            content = cut_stream(parts[4].buffer)
+        elif msg_type in OUTPUT_TYPES and size > OUTPUT_CAP:
+            content = output_note(msg_type, size)
+        else:
+            return self.session.deserialize([part.bytes for part in parts])
+        self._verify(parts)
+        header["msg_type"] = "stream"
+        return self._deserialize([self.session.pack(header), parts[2].bytes, parts[3].bytes,
+                                  self.session.pack(content)])
+
+    def _verify(self, parts: List[Any]) -> None:
+        """Check the signature of the message as received, before its content is replaced."""
+        if self.session.auth is not None:
+            expected = self.session.sign([part.buffer for part in parts[1:5]])
+            if not compare_digest(parts[0].bytes, expected):
+                raise ValueError("Invalid Signature on an IOPub message")
+
+    def _deserialize(self, body: List[bytes]) -> Dict[str, Any]:
+        """Deserialize header, parent, metadata and content, signed here after ``_verify``."""
+        signature = self.session.sign(body) if self.session.auth is not None else b""
+        return self.session.deserialize([signature] + body)
