@@ -70,6 +70,7 @@ class RunResult:
     duration: float = 0.0
     cancelled: bool = False
     shard: Optional[str] = None  # "I/N" when this run was one shard of a split
+    engine_peak_rss: Optional[int] = None  # bytes, nbci's own peak resident memory
 
     @property
     def ok(self) -> bool:
@@ -90,6 +91,7 @@ class RunResult:
             "flaky": counts[FLAKY],
             "statuses": {status: n for status, n in counts.items() if n},
             "duration": round(self.duration, 3),
+            "engine_peak_rss": self.engine_peak_rss,
             "cancelled": self.cancelled,
             "ok": self.ok,
         }

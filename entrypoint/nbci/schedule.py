@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,8 +93,8 @@ class Scheduler:
         finally:
             await self.pool.drain()
             self.launcher.close()
-        run = RunResult([self.done[i] for i in sorted(self.done)], time.monotonic() - started, self.cancelled)
-        return run
+        return RunResult([self.done[i] for i in sorted(self.done)], time.monotonic() - started, self.cancelled,
+                         engine_peak_rss=engine_peak_rss())
 
     async def _worker(self, queue: List[Job]) -> None:
         while queue and not self.cancelled:
@@ -204,6 +205,16 @@ class Scheduler:
                     reporter.heartbeat(job.path, watch.cell_index, source, watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
+
+
+def engine_peak_rss() -> Optional[int]:
+    """This process's peak resident memory in bytes; None where the platform does not say."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
 
 
 def first_line(source: str) -> str:
