@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import re
 import sys
 import time
@@ -185,7 +186,7 @@ class Scheduler:
     async def _monitor(self, job: Job, kernel: Kernel, watch: Watch) -> None:
         """Sample memory, enforce the memory and notebook limits, and report a heartbeat."""
         config = self.config
-        next_beat = config.heartbeat
+        next_beat = config.heartbeat or math.inf  # None: no heartbeat lines
         while True:
             rss = kernel.tree_rss()
             if rss is not None:
