@@ -18,7 +18,7 @@ if [ "${1:-}" = python ]; then
     python=$(command -v python || command -v python3 || true)
   fi
   if [ -z "$python" ]; then
-    echo "::error title=notebook-ci: no Python::no python or python3 on PATH; use setup: python or install Python first"
+    echo "::error title=notebook-ci found no Python::no python or python3 on PATH; use setup: python or install Python first"
     exit 1
   fi
   shift

@@ -11,8 +11,10 @@
 # A bad input is reported as an ::error annotation and exit code 1.
 set -euo pipefail
 
-fail() {
-  echo "::error title=notebook-ci: invalid input::$1"
+fail() {  # an ::error annotation; the message is escaped as workflow-command data
+  local message=${1//%/%25}
+  message=${message//$'\r'/%0D}
+  echo "::error title=notebook-ci invalid input::${message//$'\n'/%0A}"
   exit 1
 }
 

@@ -244,3 +244,22 @@ def test_setup_none_uses_the_python_on_path_as_it_is(act):
     assert run.summary("nbci").startswith("### ✅ nbci: 1 notebooks passed")
     # the notebook printed sys.executable: the prepared environment's Python, not the engine's
     assert run.group("✅ passed where.ipynb").splitlines()[-1] == str(user_env / "bin" / "python")
+
+
+def test_conda_environment_is_detected_cached_and_activated(act):
+    run = act("conda.yml")
+    assert run.code == 0, run.log[-5000:]
+    assert run.outputs("nbci")["passed"] == "1"
+    [conda] = run.records("setup-miniconda")
+    assert conda["environment-file"] == "tests/act/fixtures/conda/environment.yml"
+    assert conda["activate-environment"] == "nbci-user"
+    assert conda["miniforge-version"] == "latest" and conda["conda-solver"] == "libmamba"
+    keys = [cache["key"] for cache in run.records("cache")]
+    assert [k.split("-")[1] for k in keys] == ["conda", "uv"]
+    conda_cache = run.records("cache")[0]
+    assert conda_cache["path"] == "~/conda_pkgs_dir" and conda_cache["restore-keys"].startswith("nbci-conda-Linux-")
+    assert run.records("setup-python") == []
+    # the environment lacked ipykernel: the action installed it with conda, into that environment
+    commands = (run.state / "record" / "conda-commands.txt").read_text().split()
+    assert commands[:3] == ["conda", "install", "--yes"] and commands[-1] == "ipykernel"
+    assert commands[commands.index("--prefix") + 1].endswith("/envs/nbci-user")

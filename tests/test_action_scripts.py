@@ -1,0 +1,235 @@
+"""The action's helper scripts (action/): planning, entering the environment, engine and kernel setup."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Optional
+
+import pytest
+from test_workflow_commands import parse_output_file
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action"
+sys.path.insert(0, str(ACTION))
+
+import common  # noqa: E402
+import setup_engine  # noqa: E402
+import setup_kernel  # noqa: E402
+
+# The bash helpers run on Windows runners in Git Bash; these tests drive them with a POSIX bash.
+posix = pytest.mark.skipif(os.name == "nt", reason="drives bash scripts with POSIX paths")
+
+
+def run_script(script: str, cwd: Path, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "NBCI_", "GITHUB_"))}
+    return subprocess.run(["bash", str(ACTION / script), *args], cwd=cwd, env={**base, **env},
+                          capture_output=True, text=True)
+
+
+class Plan:
+    """Run plan.sh in a scratch workspace and read its outputs."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+
+    def __call__(self, **inputs: str) -> Dict[str, str]:
+        proc = self.run(**inputs)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return parse_output_file((self.workspace.parent / "output").read_text())
+
+    def run(self, **inputs: str) -> subprocess.CompletedProcess:
+        output = self.workspace.parent / "output"
+        output.write_text("")
+        env = {f"INPUT_{k.upper()}": v for k, v in inputs.items()}
+        env.update(GITHUB_OUTPUT=str(output), RUNNER_TEMP="/runner/temp", GITHUB_ACTION_PATH=str(ROOT))
+        return run_script("plan.sh", self.workspace, env)
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Plan:
+    workspace = tmp_path / "workspace"
+    (workspace / "docs").mkdir(parents=True)
+    return Plan(workspace)
+
+
+@posix
+def test_auto_is_python_without_an_environment_file(plan):
+    assert plan(setup="auto") == {
+        "setup": "python", "requirements": "", "environment-file": "", "pip-cache": "",
+        "uv-cache-dir": "/runner/temp/nbci-uv-cache", "cache-key": plan(setup="auto")["cache-key"],
+    }
+
+
+@posix
+def test_auto_is_conda_when_the_environment_file_exists(plan):
+    (plan.workspace / "docs" / "environment.yml").write_text("dependencies: [python]\n")
+    outputs = plan(setup="auto", working_directory="docs/")
+    assert outputs["setup"] == "conda" and outputs["environment-file"] == "docs/environment.yml"
+    assert plan(setup="auto", working_directory="docs", environment_file="")["setup"] == "python"
+
+
+@posix
+def test_pip_cache_only_with_pip_and_an_existing_requirements_file(plan):
+    assert plan(installer="pip")["pip-cache"] == ""  # setup-python would fail: no file to key on
+    (plan.workspace / "docs" / "reqs.txt").write_text("six\n")
+    outputs = plan(installer="pip", working_directory="docs", requirements="reqs.txt")
+    assert outputs["pip-cache"] == "pip" and outputs["requirements"] == "docs/reqs.txt"
+    assert outputs["uv-cache-dir"] == ""
+    assert plan(installer="pip", working_directory="docs", requirements="reqs.txt", cache="false")["pip-cache"] == ""
+    assert plan(working_directory="docs", requirements="reqs.txt", cache="false")["uv-cache-dir"] == ""
+    assert plan(working_directory="docs", requirements="")["requirements"] == ""
+
+
+@posix
+def test_cache_key_follows_the_dependency_files(plan):
+    requirements = plan.workspace / "requirements.txt"
+    requirements.write_text("six\n")
+    first = plan()["cache-key"]
+    assert plan()["cache-key"] == first
+    requirements.write_text("six==1.16.0\n")
+    assert plan()["cache-key"] != first and len(first) == 20
+
+
+@posix
+@pytest.mark.parametrize("inputs, message", [
+    ({"setup": "docker"}, "setup must be auto, python, conda or none, not 'docker'"),
+    ({"installer": "poetry"}, "installer must be uv or pip, not 'poetry'"),
+    ({"cache": "yes"}, "cache must be true or false, not 'yes'"),
+    ({"working_directory": "nope"}, "working-directory 'nope' does not exist"),
+    ({"setup": "conda"}, "setup: conda needs an environment file, and 'environment.yml' does not exist"),
+])
+def test_bad_inputs_fail_with_an_annotation(plan, inputs, message):
+    proc = plan.run(**inputs)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("::error title=notebook-ci invalid input::")
+    assert message in proc.stdout
+
+
+@posix
+def test_in_env_runs_python_as_the_setup_python(tmp_path: Path):
+    proc = run_script("in_env.sh", tmp_path, {"NBCI_PYTHON": sys.executable},
+                      "python", "-c", "import sys; print(sys.executable)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == sys.executable
+
+
+@posix
+def test_in_env_activates_a_conda_environment(tmp_path: Path):
+    conda = tmp_path / "conda"
+    env_bin = conda / "envs" / "nbci-user" / "bin"
+    env_bin.mkdir(parents=True)
+    (env_bin / "python").symlink_to(sys.executable)
+    (conda / "etc" / "profile.d").mkdir(parents=True)
+    (conda / "etc" / "profile.d" / "conda.sh").write_text(
+        'conda() { [ "$1" = activate ] && export CONDA_PREFIX="$CONDA/envs/$2" PATH="$CONDA/envs/$2/bin:$PATH"; }\n')
+    proc = run_script("in_env.sh", tmp_path, {"CONDA": str(conda), "NBCI_CONDA_ENV": "nbci-user",
+                                              "NBCI_PYTHON": "/ignored/with/conda"},
+                      "python", "-c", "import os, sys; print(os.environ['CONDA_PREFIX'], sys.argv[0])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == str(conda / "envs" / "nbci-user")
+    exe = run_script("in_env.sh", tmp_path, {"CONDA": str(conda), "NBCI_CONDA_ENV": "nbci-user"},
+                     "bash", "-c", "command -v python")
+    assert exe.stdout.strip() == str(env_bin / "python")
+
+
+@posix
+def test_in_env_without_python_says_so(tmp_path: Path):
+    proc = subprocess.run(["/bin/bash", str(ACTION / "in_env.sh"), "python", "-V"], cwd=tmp_path,
+                          env={"PATH": str(tmp_path)}, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "no python or python3 on PATH" in proc.stdout
+
+
+@posix
+def test_in_env_runs_other_commands_unchanged(tmp_path: Path):
+    proc = run_script("in_env.sh", tmp_path, {}, "bash", "-c", 'printf "%s|" "$@"', "_", "a b", "python")
+    assert proc.stdout == "a b|python|"
+
+
+def test_uv_environment_sets_the_cache_and_drops_empty_uv_settings():
+    env = common.uv_environment({"UV_INDEX_URL": "", "UV_PYTHON": "3.12", "NBCI_UV_CACHE_DIR": "/c", "PATH": "/bin"})
+    assert env["UV_CACHE_DIR"] == "/c" and env["UV_PYTHON"] == "3.12" and env["UV_NO_PROGRESS"] == "1"
+    assert "UV_INDEX_URL" not in env
+    assert "UV_CACHE_DIR" not in common.uv_environment({"NBCI_UV_CACHE_DIR": ""})
+
+
+def test_engine_refuses_an_unknown_installer(tmp_path: Path):
+    with pytest.raises(common.StepError, match="installer must be uv or pip"):
+        setup_engine.install_engine({"NBCI_ENGINE_DIR": str(tmp_path), "NBCI_INSTALLER": "conda"})
+    with pytest.raises(common.StepError, match="NBCI_ENGINE_DIR is not set"):
+        setup_engine.install_engine({})
+
+
+def test_install_commands_target_this_python():
+    packages = ["-r", "requirements.txt", "ipykernel"]
+    assert setup_kernel.install_command({"NBCI_INSTALLER": "uv", "NBCI_UV": "/x/uv"}, packages) == [
+        "/x/uv", "pip", "install", "--python", sys.executable, *packages]
+    assert setup_kernel.install_command({"NBCI_INSTALLER": "pip"}, packages)[:4] == [
+        sys.executable, "-m", "pip", "install"]
+    with pytest.raises(common.StepError, match="NBCI_UV is not set"):
+        setup_kernel.install_command({"NBCI_INSTALLER": "uv"}, packages)
+
+
+def test_setup_none_needs_ipykernel_already_there(monkeypatch):
+    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    with pytest.raises(common.StepError, match="ipykernel is not installed for .*setup: python"):
+        setup_kernel.prepare_environment({"NBCI_SETUP": "none"})
+
+
+@posix
+def test_setup_conda_installs_a_missing_ipykernel_with_conda(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    log = tmp_path / "conda.log"
+    conda = tmp_path / "conda"
+    conda.write_text(f'#!/bin/sh\necho "$@" > "{log}"\n')
+    conda.chmod(0o755)
+    setup_kernel.prepare_environment({"NBCI_SETUP": "conda", "CONDA_EXE": str(conda)})
+    assert log.read_text().split() == ["install", "--yes", "--prefix", sys.prefix, "ipykernel"]
+
+
+def test_requirements_install_from_the_files_folder(monkeypatch, tmp_path: Path):
+    calls = []
+    monkeypatch.setattr(setup_kernel, "run", lambda command, env=None, cwd=None: calls.append((command, cwd)))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "requirements.txt").write_text("./local-package\n")
+    monkeypatch.chdir(tmp_path)
+    setup_kernel.prepare_environment({"NBCI_SETUP": "python", "NBCI_INSTALLER": "pip",
+                                      "NBCI_REQUIREMENTS": "docs/requirements.txt"})
+    [(command, cwd)] = calls
+    assert command[-3:] == ["-r", "requirements.txt", "ipykernel"] and cwd == tmp_path / "docs"
+
+
+def test_register_kernel_points_at_this_python(tmp_path: Path, capsys):
+    output = tmp_path / "output"
+    environ = {"NBCI_SETUP": "none", "NBCI_KERNEL_DIR": str(tmp_path / "kernel"), "GITHUB_OUTPUT": str(output)}
+    assert common.main("Prepare", setup_kernel.register_kernel, environ) == 0
+    outputs = parse_output_file(output.read_text())
+    spec = json.loads((tmp_path / "kernel" / "share" / "jupyter" / "kernels" / "nbci-user" / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable
+    assert outputs["kernel"] == "nbci-user" and outputs["python"] == sys.executable
+    assert outputs["jupyter-path"].split(os.pathsep) == [str(tmp_path / "kernel" / "share" / "jupyter"),
+                                                        str(Path(sys.prefix) / "share" / "jupyter")]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "::group::Prepare" and lines[-1] == "::endgroup::"
+
+
+def test_kernel_input_overrides_the_registered_kernel(tmp_path: Path):
+    outputs = setup_kernel.register_kernel({"NBCI_SETUP": "none", "NBCI_KERNEL_DIR": str(tmp_path),
+                                            "NBCI_KERNEL_INPUT": "ir"})
+    assert outputs["kernel"] == "ir"
+
+
+def test_a_failing_step_reports_an_annotation_and_writes_no_outputs(tmp_path: Path, capsys):
+    output = tmp_path / "output"
+
+    def broken(environ):
+        raise common.StepError("pip failed: exit 1\nsee above")
+
+    assert common.main("Install things", broken, {"GITHUB_OUTPUT": str(output)}) == 1
+    assert not output.exists()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "::error title=notebook-ci%3A install things failed::pip failed: exit 1%0Asee above"
