@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Hashable, List, Optional, Set
@@ -23,6 +24,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from nbci.iopub import BoundedIOPubChannel
+from nbci.zygote import ForkProvisioner, Zygotes
 
 HIST_FILE_ARG = "--HistoryManager.hist_file=:memory:"
 
@@ -128,10 +130,11 @@ def is_ipykernel(name: str) -> bool:
 class KernelLauncher:
     """Starts kernels on IPC transport with private connection files, and kills them."""
 
-    def __init__(self, startup_timeout: float = 60.0, retries: int = 1) -> None:
+    def __init__(self, startup_timeout: float = 60.0, retries: int = 1, kernel_start: str = "spawn") -> None:
         self.startup_timeout = startup_timeout
         self.retries = retries
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="nbci-"))
+        self.zygotes = Zygotes(self.runtime_dir) if kernel_start == "fork" else None
         self._count = 0
         self._ipykernel: Dict[str, bool] = {}
         self.live: Set[Kernel] = set()
@@ -168,6 +171,11 @@ class KernelLauncher:
         if request.name not in self._ipykernel:
             self._ipykernel[request.name] = is_ipykernel(request.name)
         extra = [HIST_FILE_ARG] if self._ipykernel[request.name] else []
+        if self.zygotes is not None:
+            manager.kernel_id = manager.kernel_id or str(uuid.uuid4())
+            manager.provisioner = ForkProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec,
+                                                  parent=manager)
+            manager.provisioner.zygotes = self.zygotes
         await manager.start_kernel(cwd=str(request.cwd), extra_arguments=extra)
         client = manager.client()
         client.iopub_channel_class = BoundedIOPubChannel  # huge outputs are cut before decoding
@@ -205,6 +213,8 @@ class KernelLauncher:
 
     def close(self) -> None:
         self.kill_all()
+        if self.zygotes is not None:
+            self.zygotes.close()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
