@@ -17,7 +17,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from nbci import __version__
 from nbci.changes import select_changed
-from nbci.config import DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, Config, env_options, parse_size, split_list
+from nbci.config import (
+    DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
+)
 from nbci.discover import discover
 from nbci.durations import expected_durations
 from nbci.errors import ConfigError, NbciError, NoNotebooksError
@@ -118,6 +120,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="kill a kernel whose process tree uses more memory, e.g. 2G")
     parser.add_argument("--heartbeat", type=seconds, default=30.0, metavar="SECONDS",
                         help="progress line interval for a running notebook (default 30)")
+    parser.add_argument("--kernel-start", choices=KERNEL_STARTS, default="spawn",
+                        help="spawn: start kernels normally (default); fork: fork ipykernel kernels from a "
+                             "pre-imported template when that keeps normal-start semantics (Linux, PYTHONHASHSEED set)")
     parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
                         help="also write a JUnit XML report (default: OUTPUT_DIR/junit.xml)")
     parser.add_argument("--github", type=boolean, nargs="?", const=True, default=None, metavar="BOOL",

@@ -19,6 +19,7 @@ from nbci.errors import ConfigError
 from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
+KERNEL_STARTS = ("spawn", "fork")
 ENV_PREFIX = "NBCI_"
 DEFAULT_PATTERNS = ("**/*.ipynb",)
 DEFAULT_OUTPUT_DIR = "nbci-output"
@@ -40,6 +41,7 @@ class Config:
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     inplace: bool = False
     startup_timeout: float = 60.0
+    kernel_start: str = "spawn"  # one of KERNEL_STARTS; "fork" falls back to "spawn" per kernel
     github: bool = False  # report to GitHub (outputs, summary, annotations)
     heartbeat: float = 30.0  # seconds between progress lines for a running notebook
     retries: int = 0
@@ -72,6 +74,8 @@ class Config:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {value:g}")
         if self.retries < 0:
             raise ConfigError(f"--retries must be 0 or more, not {self.retries}")
+        if self.kernel_start not in KERNEL_STARTS:
+            raise ConfigError(f"--kernel-start must be one of {', '.join(KERNEL_STARTS)}, not {self.kernel_start!r}")
         if self.memory_limit is not None and self.memory_limit <= 0:
             raise ConfigError("--memory-limit must be positive, e.g. 2G or 512M")
         if self.retry_on is not None:

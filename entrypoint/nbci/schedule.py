@@ -77,7 +77,7 @@ class Scheduler:
     done: Dict[int, NotebookResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.launcher = KernelLauncher(self.config.startup_timeout)
+        self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
         self.pool = KernelPool(self.launcher)
         self._prepared: Dict[int, Prepared] = {}
 
