@@ -196,7 +196,10 @@ def test_summary_counts_what_the_step_already_wrote(tmp_path: Path):
     summary_file.write_text("x" * (github.SUMMARY_LIMIT - 10_000))
     run = RunResult([result(f"n{i}.ipynb", traceback=["y" * 500] * 30) for i in range(50)])
     reporter.run_finished(run, Config(root=tmp_path))
-    assert summary_file.stat().st_size <= github.SUMMARY_LIMIT
+    assert github.SUMMARY_LIMIT - 10_000 < summary_file.stat().st_size <= github.SUMMARY_LIMIT
+    summary_file.write_text("x" * (github.SUMMARY_LIMIT - 100))
+    reporter.run_finished(run, Config(root=tmp_path))  # no room left: nothing is appended
+    assert summary_file.stat().st_size == github.SUMMARY_LIMIT - 100
 
 
 def test_group_per_notebook_with_bounded_output_and_no_command_injection(tmp_path: Path):

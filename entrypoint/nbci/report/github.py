@@ -96,9 +96,9 @@ class GitHubReporter:
         self._write("".join(line + "\n" for line in self.annotations(run, config)))
         if self.output_file:
             wc.write_outputs(self.output_file, step_outputs(run, config))
-        if self.summary_file:
-            used = _size(self.summary_file)
-            wc.append_summary(self.summary_file, summary(run, self._sources, SUMMARY_LIMIT - used))
+        room = SUMMARY_LIMIT - _size(self.summary_file) if self.summary_file else 0
+        if self.summary_file and room > SUMMARY_RESERVE:
+            wc.append_summary(self.summary_file, summary(run, self._sources, room))
 
     def annotations(self, run: RunResult, config: Config) -> List[str]:
         """``::error`` lines for the first failures, then one ``::notice`` for the rest."""
