@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import sys
@@ -42,16 +43,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def seconds(text: str) -> Optional[float]:
-    """A duration in seconds; ``0`` or ``none`` means no limit."""
-    if str(text).strip().lower() in ("none", "0", "0.0"):
+    """A finite duration in seconds; ``0`` (however written) or ``none`` means no limit."""
+    if str(text).strip().lower() == "none":
         return None
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds cannot be negative (use 0 for no limit)")
-    return value
+    if value < 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be a finite number, not negative (0 for no limit)")
+    return value or None
 
 
 def positive_int(text: str) -> int:
@@ -303,7 +304,8 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
             return command_list(args, environ)
         return command_run(make_config(args, environ), environ)
     except NbciError as exc:
-        print(f"nbci: error: {exc}", file=sys.stderr)
+        one_line = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # a path may hold a newline
+        print(f"nbci: error: {one_line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
