@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import List, Mapping, Optional
 
@@ -81,7 +82,7 @@ class Config:
         if self.retry_on is not None:
             try:
                 re.compile(self.retry_on)
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise ConfigError(f"--retry-on is not a valid regular expression ({exc}): {self.retry_on!r}")
         if self.durations is not None and not self.durations.exists():
             raise ConfigError(f"--durations {self.durations} does not exist: pass a results.json from an earlier run, "
@@ -96,7 +97,7 @@ class Config:
 def split_list(text: str) -> List[str]:
     """Split an action input into items: by newlines and spaces, with shell-style quotes kept."""
     items: List[str] = []
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): "\f" or "\x1c" may be part of a quoted path
         try:
             items.extend(shlex.split(line, comments=False))
         except ValueError as exc:
@@ -111,7 +112,7 @@ def parse_size(text: str) -> int:
         raise ConfigError(f"--memory-limit {text!r} is not a size: use a number with K, M or G, e.g. 2G")
     number, unit = match.groups()
     scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit.lower()]
-    return int(float(number) * scale)
+    return int(Decimal(number) * scale)  # exact, and no overflow to infinity
 
 
 def env_options(environ: Mapping[str, str]) -> dict:
