@@ -6,6 +6,7 @@ explicitly, and so is the output folder, so a second run never picks up the firs
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -35,17 +36,25 @@ def translate_glob(pattern: str) -> Pattern[str]:
         elif pattern[i] == "?":
             parts.append("[^/]")
             i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
-            end = pattern.index("]", i + 2)
-            body = pattern[i + 1:end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            parts.append("[" + body.replace("\\", "\\\\") + "]")
+        elif pattern[i] == "[" and bracket_end(pattern, i) > 0:
+            end = bracket_end(pattern, i)
+            # fnmatch's own class regex (ranges, "!", escapes), kept from matching a separator
+            parts.append("(?!/)" + fnmatch.translate(pattern[i:end + 1])[len("(?s:"):-len(")\\Z")])
             i = end + 1
         else:
             parts.append(re.escape(pattern[i]))
             i += 1
     return re.compile("".join(parts) + r"\Z")
+
+
+def bracket_end(pattern: str, start: int) -> int:
+    """Where the ``]`` closing the class opened at ``start`` is, by fnmatch's rules; -1 if none."""
+    i = start + 1
+    if pattern.startswith("!", i):
+        i += 1
+    if pattern.startswith("]", i):
+        i += 1
+    return pattern.find("]", i)
 
 
 def relative_pattern(pattern: str, root: Path) -> str:
@@ -104,9 +113,13 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
     """The notebooks one normalised pattern names: the file itself, a folder's tree, or glob matches."""
     if not GLOB_CHARS.search(rel):
         target = root / rel
-        if target.is_dir():
+        try:
+            is_dir, exists = target.is_dir(), target.exists()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise ConfigError(f"{original}: {exc.strerror}; check the path") from None
+        if is_dir:
             return expand(f"{rel}/**/*.ipynb" if rel else "**/*.ipynb", root, original)
-        if not target.exists():
+        if not exists:
             raise ConfigError(f"{original}: no such notebook; check the path or quote a glob")
         if target.suffix != ".ipynb":
             raise ConfigError(f"{original}: not a .ipynb file; name notebooks or globs like 'docs/**/*.ipynb'")
