@@ -7,6 +7,7 @@ error is recorded both in the result and as an error output on the cell where it
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -139,7 +140,7 @@ async def execute(
 ) -> Tuple[str, Optional[CellError]]:
     """Run ``nb`` (mutated in place) on ``kernel``; return its status and error, if any."""
     client = NbciClient(
-        nb, watch, km=kernel.manager, timeout=int(timeout) if timeout else None,
+        nb, watch, km=kernel.manager, timeout=math.ceil(timeout) if timeout else None,
         allow_errors=allow_errors, resources={"metadata": {"path": str(cwd)}},
     )
     client.kc = kernel.client
