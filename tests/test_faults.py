@@ -83,6 +83,13 @@ def test_notebook_timeout_holds_without_heartbeats(project: Project) -> None:
     assert "..." not in run.stdout
 
 
+def test_fractional_cell_timeout_is_still_a_limit(project: Project) -> None:
+    project.write("naps.ipynb", "import time\ntime.sleep(60)")
+    run = project.run("run", "--timeout", "0.5")
+    result = run.result("naps.ipynb")
+    assert result["status"] == "timeout" and result["duration"] < 30
+
+
 def test_missing_kernel_is_startup_failed_naming_installed_kernels(project: Project) -> None:
     project.write("exotic.ipynb", "print(1)", kernel="no-such-kernel")
     project.write("plain.ipynb", "print(1)")
