@@ -8,6 +8,14 @@
 #   pip-cache         'pip' when setup-python should cache pip's downloads; else empty
 #   uv-cache-dir      where uv keeps its cache when the action caches it; else empty
 #   cache-key         a key for the dependency caches: the files that decide their content, hashed
+#   mode              run | list (list: only the engine is installed; setup is none)
+#   artifact-name     the artifact-name input, with -shard-I-of-N when a shard is given
+#   shard-dir         shard-I-of-N when a shard is given; else empty
+#   durations-dir     the folder of earlier results.json kept in the cache when sharding; else empty
+#   durations-key     the run's durations entry: saved by the list job, restored by its shard jobs
+#   durations-branch-prefix, durations-prefix
+#                     what the list job restores from: this branch's newest entry, else any (list mode)
+#   durations-save-key  what this job saves its durations under (list: durations-key)
 # A bad input is reported as an ::error annotation and exit code 1.
 set -euo pipefail
 
@@ -16,6 +24,17 @@ fail() {  # an ::error annotation; the message is escaped as workflow-command da
   message=${message//$'\r'/%0D}
   echo "::error title=notebook-ci invalid input::${message//$'\n'/%0A}"
   exit 1
+}
+
+text_hash() {  # a short hash of standard input
+  if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-12
+}
+
+words() {  # the words of a space- or newline-separated list, sorted, one a line (globs unexpanded)
+  set -f
+  # shellcheck disable=SC2086  # split into words on purpose
+  printf '%s\n' $1 | LC_ALL=C sort -u
+  set +f
 }
 
 file_hash() {  # a short hash of the given files' contents (and of nothing, when none exist)
@@ -37,6 +56,26 @@ in_workdir() {  # a path input, relative to the working directory; empty stays e
 }
 requirements=$(in_workdir "${INPUT_REQUIREMENTS-requirements.txt}")
 environment_file=$(in_workdir "${INPUT_ENVIRONMENT_FILE-environment.yml}")
+
+mode=${INPUT_MODE:-run}
+case $mode in
+  run | list) ;;
+  *) fail "mode must be run or list, not '$mode'" ;;
+esac
+shard=${INPUT_SHARD:-}
+shard=${shard//[[:space:]]/}
+shard_dir=""
+if [ "$mode" = list ]; then
+  [ -z "$shard" ] || fail "shard is for mode: run; mode: list computes the shards (set shards)"
+  shards=${INPUT_SHARDS:-}
+  [[ $shards =~ ^[1-9][0-9]*$ ]] || fail "mode: list needs shards, a number of shards (1 or more), not '$shards'"
+  INPUT_SETUP=none  # the list job needs no environment for the notebooks
+elif [ -n "$shard" ]; then
+  [[ $shard =~ ^([0-9]+)/([0-9]+)$ ]] && [ $((10#${BASH_REMATCH[1]})) -ge 1 ] &&
+    [ $((10#${BASH_REMATCH[1]})) -le $((10#${BASH_REMATCH[2]})) ] ||
+    fail "shard must be I/N with 1 <= I <= N (e.g. \${{ matrix.shard }} from mode: list), not '$shard'"
+  shard_dir="shard-$((10#${BASH_REMATCH[1]}))-of-$((10#${BASH_REMATCH[2]}))"
+fi
 
 setup=${INPUT_SETUP:-auto}
 if [ "$setup" = auto ]; then
@@ -69,6 +108,31 @@ if [ "$cache" = true ]; then
   if [ "$setup" = python ] && [ "$installer" = pip ] && [ -n "$requirements" ]; then pip_cache=pip; fi
   if [ "$installer" = uv ]; then uv_cache_dir="${RUNNER_TEMP:?}/nbci-uv-cache"; fi
 fi
+durations_dir=""
+durations_key=""
+durations_branch_prefix=""
+durations_prefix=""
+durations_save_key=""
+if [ "$cache" = true ] && { [ "$mode" = list ] || [ -n "$shard" ]; }; then
+  # Entries per OS and set of notebooks (working-directory, notebooks, exclude; order and spacing
+  # do not matter), then per branch, then per run: the list job saves one under the run's key and
+  # every shard job of the run restores exactly that one, so all compute the list job's split.
+  selection=$(printf '%s\n' "$workdir" "$(words "${INPUT_NOTEBOOKS-}")" "$(words "${INPUT_EXCLUDE-}")" | text_hash)
+  branch=${GITHUB_REF_NAME:-none}
+  branch=${branch//[^A-Za-z0-9._\/-]/_}
+  durations_dir="${RUNNER_TEMP:?}/nbci-durations"
+  durations_prefix="nbci-durations-${RUNNER_OS:-$(uname -s)}-$selection-"
+  durations_key="$durations_prefix${branch:0:200}-${GITHUB_RUN_ID:?}-list"
+  if [ "$mode" = list ]; then
+    durations_branch_prefix="$durations_prefix${branch:0:200}-"
+    durations_save_key=$durations_key
+  else
+    durations_prefix=""
+    durations_save_key="${durations_key%-list}-${GITHUB_RUN_ATTEMPT:-1}-$shard_dir"
+  fi
+fi
+artifact_name=${INPUT_ARTIFACT_NAME-executed-notebooks}${shard_dir:+-$shard_dir}
+
 key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
 [ -z "$requirements" ] || key_files+=("$requirements")
 [ -z "$environment_file" ] || key_files+=("$environment_file")
@@ -80,5 +144,13 @@ key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
   echo "pip-cache=$pip_cache"
   echo "uv-cache-dir=$uv_cache_dir"
   echo "cache-key=$(file_hash "${key_files[@]}")"
+  echo "mode=$mode"
+  echo "artifact-name=$artifact_name"
+  echo "shard-dir=$shard_dir"
+  echo "durations-dir=$durations_dir"
+  echo "durations-key=$durations_key"
+  echo "durations-branch-prefix=$durations_branch_prefix"
+  echo "durations-prefix=$durations_prefix"
+  echo "durations-save-key=$durations_save_key"
 } >> "${GITHUB_OUTPUT:?}"
-echo "notebook-ci: setup=$setup installer=$installer requirements=${requirements:-none} cache=$cache"
+echo "notebook-ci: mode=$mode${shard:+ shard=$shard} setup=$setup installer=$installer requirements=${requirements:-none} cache=$cache"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,8 @@ class Plan:
         output = self.workspace.parent / "output"
         output.write_text("")
         env = {f"INPUT_{k.upper()}": v for k, v in inputs.items()}
-        env.update(GITHUB_OUTPUT=str(output), RUNNER_TEMP="/runner/temp", GITHUB_ACTION_PATH=str(ROOT))
+        env.update(GITHUB_OUTPUT=str(output), RUNNER_TEMP="/runner/temp", GITHUB_ACTION_PATH=str(ROOT),
+                   RUNNER_OS="Linux", GITHUB_REF_NAME="feature/x,y", GITHUB_RUN_ID="42", GITHUB_RUN_ATTEMPT="2")
         return run_script("plan.sh", self.workspace, env)
 
 
@@ -61,6 +63,8 @@ def test_auto_is_python_without_an_environment_file(plan):
     assert plan(setup="auto") == {
         "setup": "python", "requirements": "", "environment-file": "", "pip-cache": "",
         "uv-cache-dir": "/runner/temp/nbci-uv-cache", "cache-key": plan(setup="auto")["cache-key"],
+        "mode": "run", "artifact-name": "executed-notebooks", "shard-dir": "", "durations-dir": "",
+        "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "", "durations-save-key": "",
     }
 
 
@@ -101,12 +105,68 @@ def test_cache_key_follows_the_dependency_files(plan):
     ({"cache": "yes"}, "cache must be true or false, not 'yes'"),
     ({"working_directory": "nope"}, "working-directory 'nope' does not exist"),
     ({"setup": "conda"}, "setup: conda needs an environment file, and 'environment.yml' does not exist"),
+    ({"mode": "matrix"}, "mode must be run or list, not 'matrix'"),
+    ({"mode": "list"}, "mode: list needs shards, a number of shards (1 or more), not ''"),
+    ({"mode": "list", "shards": "0"}, "mode: list needs shards"),
+    ({"mode": "list", "shards": "2", "shard": "1/2"}, "shard is for mode: run"),
+    ({"shard": "3/2"}, "shard must be I/N with 1 <= I <= N"),
+    ({"shard": "0/2"}, "shard must be I/N with 1 <= I <= N"),
+    ({"shard": "first"}, "not 'first'"),
 ])
 def test_bad_inputs_fail_with_an_annotation(plan, inputs, message):
     proc = plan.run(**inputs)
     assert proc.returncode == 1
     assert proc.stdout.startswith("::error title=notebook-ci invalid input::")
     assert message in proc.stdout
+
+
+@posix
+def test_list_mode_needs_no_environment_and_keeps_durations_per_run(plan):
+    (plan.workspace / "docs" / "environment.yml").write_text("dependencies: [python]\n")
+    outputs = plan(mode="list", shards="3", working_directory="docs", setup="conda")
+    assert outputs["mode"] == "list" and outputs["setup"] == "none" and outputs["environment-file"] == ""
+    prefix = outputs["durations-prefix"]
+    assert re.fullmatch(r"nbci-durations-Linux-[0-9a-f]{12}-", prefix)
+    assert outputs["durations-dir"] == "/runner/temp/nbci-durations"
+    # the branch's newest entry first, then any; saved under this run's key (commas are not allowed)
+    assert outputs["durations-branch-prefix"] == prefix + "feature/x_y-"
+    assert outputs["durations-key"] == outputs["durations-save-key"] == prefix + "feature/x_y-42-list"
+    assert plan(mode="list", shards="3", cache="false")["durations-dir"] == ""
+
+
+@posix
+def test_a_shard_restores_its_list_jobs_entry_exactly_and_saves_its_own(plan):
+    listed = plan(mode="list", shards="2", notebooks="a.ipynb  b/*.ipynb", exclude="b/skip.ipynb")
+    outputs = plan(shard=" 2/2 ", notebooks="b/*.ipynb\na.ipynb\n", exclude="b/skip.ipynb")
+    assert outputs["mode"] == "run" and outputs["shard-dir"] == "shard-2-of-2"
+    assert outputs["artifact-name"] == "executed-notebooks-shard-2-of-2"
+    assert outputs["durations-key"] == listed["durations-key"]  # the same set of notebooks, however written
+    assert outputs["durations-branch-prefix"] == outputs["durations-prefix"] == ""  # no fallback
+    assert outputs["durations-save-key"] == listed["durations-prefix"] + "feature/x_y-42-2-shard-2-of-2"
+    other = plan(mode="list", shards="2", notebooks="a.ipynb")
+    assert other["durations-key"] != listed["durations-key"]  # another set of notebooks
+    assert plan(shard="1/2", artifact_name="nb")["artifact-name"] == "nb-shard-1-of-2"
+    assert plan(shard="1/2", cache="false")["durations-save-key"] == ""
+    assert plan()["durations-dir"] == ""  # no shard, no durations cache
+
+
+@posix
+def test_list_writes_the_matrix_output_and_keeps_a_copy_with_the_durations(tmp_path: Path):
+    engine = tmp_path / "nbci"
+    engine.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                      'echo \'[{"shard": "1/2", "notebooks": ["a.ipynb"]}, {"shard": "2/2", "notebooks": []}]\'\n')
+    engine.chmod(0o755)
+    output = tmp_path / "output"
+    durations = tmp_path / "durations" / "new"
+    env = {"NBCI_ENGINE": str(engine), "NBCI_SHARDS": "2", "NBCI_DURATIONS": str(durations), "GITHUB_OUTPUT": str(output)}
+    proc = run_script("list.sh", tmp_path, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "args").read_text().split() == ["list", "--shards", "2"]
+    matrix = parse_output_file(output.read_text())["matrix"]
+    assert json.loads(matrix)[0] == {"shard": "1/2", "notebooks": ["a.ipynb"]} and "\n" not in matrix
+    assert json.loads((durations / "matrix.json").read_text()) == json.loads(matrix)
+    engine.write_text("#!/bin/sh\necho 'nbci: no notebooks match' >&2\nexit 2\n")
+    assert run_script("list.sh", tmp_path, {**env, "NBCI_DURATIONS": ""}).returncode == 2
 
 
 @posix
