@@ -35,7 +35,7 @@ STANDINS = {
     "actions/upload-artifact": "upload-artifact",
     "conda-incubator/setup-miniconda": "setup-miniconda",
 }
-USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([\w.-]+)", re.MULTILINE)
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([\w.-]+)", re.MULTILINE)
 
 
 def remote_uses(*files: Path) -> List[str]:
@@ -144,7 +144,8 @@ def act(repository: Path, cache_store: Path, tmp_path: Path):
 
     def run(workflow: str, env: Optional[Dict[str, str]] = None, timeout: float = 300) -> ActRun:
         workflow_file = repository / "tests" / "act" / "workflows" / workflow
-        state = tmp_path / "state"
+        earlier = len(list(tmp_path.glob("state*")))  # a test may run act more than once
+        state = tmp_path / (f"state{earlier + 1}" if earlier else "state")
         state.mkdir()
         command = [act_binary(), "push", "--json", "-W", str(workflow_file), "-P", "ubuntu-latest=-self-hosted",
                    "--action-cache-path", str(tmp_path / "act-cache"), "--no-cache-server",
@@ -163,7 +164,7 @@ def act(repository: Path, cache_store: Path, tmp_path: Path):
                               env={k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "NBCI_"))})
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         result = ActRun(proc.returncode, events, state, time.monotonic() - started, proc.stderr)
-        (tmp_path / "act.log").write_text("\n".join(json.dumps(e) for e in events))
+        (state / "act.log").write_text("\n".join(json.dumps(e) for e in events))
         print(f"act {workflow}: exit {proc.returncode} in {result.seconds:.1f} s")
         return result
 
@@ -263,3 +264,60 @@ def test_conda_environment_is_detected_cached_and_activated(act):
     commands = (run.state / "record" / "conda-commands.txt").read_text().split()
     assert commands[:3] == ["conda", "install", "--yes"] and commands[-1] == "ipykernel"
     assert commands[commands.index("--prefix") + 1].endswith("/envs/nbci-user")
+
+
+
+def cache_entry(store: Path, key: str) -> Path:
+    """The folder the cache stand-in saved under ``key`` (its first path)."""
+    [entry] = [f for f in store.glob("*.key") if f.read_text() == key]
+    return entry.with_suffix("") / "0"
+
+
+def test_matrix_of_shards_from_a_list_job(act, cache_store: Path):
+    env = {"NBCI_ACT_USER_ENV": str(Path(sys.prefix))}
+    first = act("matrix.yml", env={**env, "GITHUB_RUN_ID": "101"})
+    assert first.code == 0, first.log[-8000:]
+    [listing] = [json.loads(e["arg"]) for e in first.commands("set-output")
+                 if e.get("stepID") == ["list"] and e["name"] == "matrix"]
+    assert [entry["shard"] for entry in listing] == ["1/2", "2/2"]
+    assert sorted(nb for entry in listing for nb in entry["notebooks"]) == [
+        "first.ipynb", "second.ipynb", "sub/third.ipynb"]
+    # one job per shard, each ran its shard's notebooks, and uploaded them under its own name
+    assert sorted(e["job"] for e in first.events if e.get("jobResult") == "success") == [
+        "act-matrix/list", "act-matrix/run-1", "act-matrix/run-2"]
+    uploads = [u["name"] for u in first.records("upload-artifact")]
+    assert sorted(uploads) == ["shard-notebooks-shard-1-of-2", "shard-notebooks-shard-2-of-2"]
+    for entry in listing:
+        index, count = entry["shard"].split("/")
+        results = json.loads((first.artifacts / f"shard-notebooks-shard-{index}-of-{count}" / "results.json").read_text())
+        assert results["summary"]["shard"] == entry["shard"]
+        assert sorted(nb["path"] for nb in results["notebooks"]) == entry["notebooks"]
+        assert all(nb["status"] == "passed" for nb in results["notebooks"])
+    # durations: the list job restores by prefix and saves this run's entry; each shard restores
+    # exactly that entry (no fallback) and saves its own results under the run's key + its shard
+    [list_restore] = [r for r in first.records("cache", stage="restore") if r["restore-keys"].strip()]
+    list_key = list_restore["key"]
+    prefix = list_key[:-len("main-101-list")]
+    assert prefix.startswith("nbci-durations-Linux-") and list_key == prefix + "main-101-list"
+    assert list_restore["restore-keys"].split() == [prefix + "main-", prefix]
+    shard_restores = [r for r in first.records("cache", stage="restore") if not r["restore-keys"].strip()]
+    assert len(shard_restores) == 2 and {r["key"] for r in shard_restores} == {list_key}
+    saves = sorted(r["key"] for r in first.records("cache", stage="save"))
+    assert saves == sorted([list_key, prefix + "main-101-1-shard-1-of-2", prefix + "main-101-1-shard-2-of-2"])
+    for index in (1, 2):
+        saved = cache_entry(cache_store, prefix + f"main-101-1-shard-{index}-of-2")
+        assert json.loads((saved / f"shard-{index}-of-2" / "results.json").read_text())["summary"]["shard"] == f"{index}/2"
+        assert json.loads((saved / "matrix.json").read_text()) == listing
+
+    # the next run's list job picks up the newest shard entry, and its shards balance on it too
+    second = act("matrix.yml", env={**env, "GITHUB_RUN_ID": "102"})
+    assert second.code == 0, second.log[-8000:]
+    matched = [e["arg"] for e in second.commands("set-output")
+               if e.get("stepID") == ["list", "durations"] and e["name"] == "cache-matched-key"]
+    assert matched and matched[0].startswith(prefix + "main-101-1-shard-")
+    assert {r["key"] for r in second.records("cache", stage="restore")} == {prefix + "main-102-list"}
+    assert len(second.records("cache", stage="save")) == 3
+    kept = cache_entry(cache_store, prefix + "main-102-list")
+    assert list(kept.glob("shard-*-of-2/results.json"))
+    ran = [nb["path"] for d in second.artifacts.iterdir() for nb in json.loads((d / "results.json").read_text())["notebooks"]]
+    assert sorted(ran) == ["first.ipynb", "second.ipynb", "sub/third.ipynb"]

@@ -110,13 +110,14 @@ exports.setupMiniconda = () => {
 };
 
 // actions/cache: entries are folders under $NBCI_ACT_CACHE; restore by key, then restore-keys
-// prefixes (newest first); the post step saves when there was no exact hit.
+// prefixes (newest first); the post step saves when there was no exact hit. actions/cache/restore
+// and actions/cache/save are the same halves, recorded as stages "restore" and "save".
 function cacheEntry(key) {
   return path.join(env("NBCI_ACT_CACHE"), crypto.createHash("sha256").update(key).digest("hex").slice(0, 24));
 }
 
-exports.cacheRestore = () => {
-  const given = record("cache", "main");
+exports.cacheRestore = (stage = "main") => {
+  const given = record("cache", stage);
   const store = env("NBCI_ACT_CACHE");
   fs.mkdirSync(store, { recursive: true });
   let source = fs.existsSync(cacheEntry(given.key)) ? cacheEntry(given.key) : null;
@@ -136,12 +137,20 @@ exports.cacheRestore = () => {
   }
   console.log(`stand-in cache: ${hit ? "hit" : source ? "restored from a restore key" : "miss"} for ${given.key}`);
   setOutput("cache-hit", String(hit));
+  if (stage === "restore") {
+    setOutput("cache-primary-key", given.key);
+    setOutput("cache-matched-key", source ? fs.readFileSync(source + ".key", "utf8") : "");
+  }
 };
 
-exports.cacheSave = () => {
-  const given = record("cache", "post");
+exports.cacheSave = (stage = "post") => {
+  const given = record("cache", stage);
   const entry = cacheEntry(given.key);
-  if (fs.existsSync(entry)) return;
+  if (fs.existsSync(entry)) {
+    // like actions/cache: an existing key is never overwritten (a warning, not a failure)
+    if (stage === "save") console.log(`::warning::Failed to save: Unable to reserve cache with key ${given.key}, another job may be creating this cache.`);
+    return;
+  }
   lines(given.path).forEach((p, i) => {
     if (fs.existsSync(expandHome(p))) fs.cpSync(expandHome(p), path.join(entry, String(i)), { recursive: true });
   });
