@@ -49,10 +49,12 @@ def test_memory_limit_kills_the_kernel_and_records_peak(project: Project) -> Non
                   "time.sleep(60)",
                   "print('never')")
     project.write("light.ipynb", "print('fine')")
-    run = project.run("run", "--memory-limit", "300M", "--timeout", "60", "--jobs", "2")
+    run = project.run("run", "--memory-limit", "300M", "--timeout", "60", "--jobs", "2", "--retries", "2")
     assert run.code == 1
     result = run.result("hog.ipynb")
     assert result["status"] == "crashed"
+    assert result["error"]["ename"] == "MemoryLimitExceeded"
+    assert result["attempts"] == 1  # a memory limit is not transient: no retry
     assert result["error"]["cell_index"] == 1
     assert "--memory-limit 300 MiB" in result["error"]["evalue"]
     assert result["peak_rss"] > 300 * 2**20

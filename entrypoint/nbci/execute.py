@@ -65,7 +65,7 @@ class Watch:
     cell_index: Optional[int] = None
     cell_source: str = ""
     peak_rss: Optional[int] = None
-    kill_reason: Optional[Tuple[str, str]] = None  # (status, message) when nbci killed the kernel
+    kill_reason: Optional[Tuple[str, str, str]] = None  # (status, ename, message) when nbci killed the kernel
 
     @property
     def elapsed(self) -> float:
@@ -156,8 +156,7 @@ async def execute(
         if is_cancelled():
             status, ename, message = st.CANCELLED, "Cancelled", "the run was cancelled while this notebook ran"
         elif watch.kill_reason:
-            status, message = watch.kill_reason
-            ename = "NotebookTimeout" if status == st.NOTEBOOK_TIMEOUT else "KernelDied"
+            status, ename, message = watch.kill_reason
         else:
             status, ename = st.CRASHED, "KernelDied"
             message = describe_exit(await wait_exit(kernel)) if isinstance(exc, DeadKernelError) else str(exc)

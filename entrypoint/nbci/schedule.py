@@ -13,7 +13,6 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nbformat import NotebookNode
@@ -28,6 +27,7 @@ from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, Kern
 from nbci.report import Reporter
 from nbci.results import CellError, NotebookResult, RunResult
 
+MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
 SAMPLE_INTERVAL = 0.25  # seconds between memory samples of a running kernel
 
 
@@ -57,8 +57,11 @@ def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
 
 
 def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
-    """Whether a failure looks transient: kernel death, failed start, or an error matching ``retry_on``."""
-    if result.status in (st.CRASHED, st.STARTUP_FAILED):
+    """Whether a failure looks transient: kernel death (not ``--memory-limit``: that repeats), a failed
+    start, or an error matching ``retry_on``."""
+    if result.status == st.CRASHED:
+        return not (result.error and result.error.ename == MEMORY_LIMIT)
+    if result.status == st.STARTUP_FAILED:
         return True
     if result.status == st.FAILED and retry_on and result.error:
         return re.search(retry_on, f"{result.error.ename}: {result.error.evalue}") is not None
@@ -192,11 +195,11 @@ class Scheduler:
             if rss is not None:
                 watch.peak_rss = max(watch.peak_rss or 0, rss)
             if config.memory_limit and rss and rss > config.memory_limit and not watch.kill_reason:
-                watch.kill_reason = (st.CRASHED, f"the kernel used {rss / 2**20:.0f} MiB, over --memory-limit "
+                watch.kill_reason = (st.CRASHED, MEMORY_LIMIT, f"the kernel used {rss / 2**20:.0f} MiB, over --memory-limit "
                                      f"{config.memory_limit / 2**20:.0f} MiB, and was killed")
                 kernel.kill_tree()
             if config.notebook_timeout and watch.elapsed > config.notebook_timeout and not watch.kill_reason:
-                watch.kill_reason = (st.NOTEBOOK_TIMEOUT,
+                watch.kill_reason = (st.NOTEBOOK_TIMEOUT, "NotebookTimeout",
                                      f"the notebook ran longer than --notebook-timeout {config.notebook_timeout:g} s")
                 kernel.kill_tree()
             if watch.elapsed >= next_beat:
