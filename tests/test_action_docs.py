@@ -1,6 +1,6 @@
 """The documented inputs and outputs tables match action.yml: names, order and defaults.
 
-The tables live in README.md once it has them, else in docs/action.md.
+The tables live in README.md.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ def action() -> dict:
 
 
 def docs_file() -> Path:
-    readme = ROOT / "README.md"
-    if readme.exists() and "| Input | Default | Description |" in readme.read_text(encoding="utf-8"):
-        return readme
-    return ROOT / "docs" / "action.md"
+    return ROOT / "README.md"
 
 
 def table(header: str) -> List[Tuple[str, List[str]]]:
