@@ -31,15 +31,19 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from run import MARKER, ForeignCpu, wait_for_quiet
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REQUIREMENTS = HERE / "requirements-realistic.txt"
 DEFAULT_TOOLS_DIR = Path(tempfile.gettempdir()) / "nbci-bench-install-tools"
 PYPI = "https://pypi.org/simple"
 METHODS = ("pip", "uv", "uv-compile")
+QUIET_WAIT = 60  # seconds to wait, before each run, for other processes to go idle
 SOURCE_VARIABLES = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT", "PIP_NO_INDEX",
                     "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS",
                     "UV_CONSTRAINT", "UV_INDEX_STRATEGY")
@@ -146,6 +150,7 @@ class Run:
     returncode: int
     packages: Dict[str, str] = field(default_factory=dict)  # what ended up installed
     sources: Dict[str, int] = field(default_factory=dict)  # where the wheels came from, by kind
+    foreign_cpu: float = 0.0  # CPU seconds used meanwhile by processes outside the benchmark
 
     @property
     def ok(self) -> bool:
@@ -190,6 +195,21 @@ def uv_sources_used(cache: Path) -> Dict[str, int]:
     return counts
 
 
+def timed(argv: List[str], env: Dict[str, str], log_path: Path) -> Tuple[float, int, float]:
+    """Run a command; return its wall seconds, exit status and the other processes' CPU seconds."""
+    foreign = ForeignCpu(env[MARKER])
+    foreign.sample()
+    with log_path.open("wb") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:
+            foreign.sample()
+            time.sleep(0.25)
+        seconds = time.perf_counter() - start
+    foreign.sample()
+    return seconds, proc.returncode, foreign.seconds()
+
+
 def timed_install(method: str, cache_state: str, round_: int, tools: Tools, sources: Sources,
                   requirements: Path, cache: Path, work: Path, env: Dict[str, str]) -> Run:
     """Make a fresh empty venv, then time one install into it."""
@@ -197,15 +217,15 @@ def timed_install(method: str, cache_state: str, round_: int, tools: Tools, sour
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(target)], check=True)
     argv = install_command(method, tools, sources, target, requirements, cache)
     log_path = work / f"{target.name}.log"
-    with log_path.open("wb") as sink:
-        start = time.perf_counter()
-        code = subprocess.run(argv, stdout=sink, stderr=subprocess.STDOUT, env=env).returncode
-        seconds = time.perf_counter() - start
+    if wait_for_quiet(QUIET_WAIT) is None:
+        log(f"  machine still busy after {QUIET_WAIT} s; timing anyway")
+    seconds, code, foreign = timed(argv, env, log_path)
     text = log_path.read_text(errors="replace")
-    run = Run(method, cache_state, round_, seconds, code, installed(tools, target))
+    run = Run(method, cache_state, round_, seconds, code, installed(tools, target), foreign_cpu=foreign)
     run.sources = pip_sources_used(text) if method == "pip" else uv_sources_used(cache)
     state = "ok" if run.ok else "FAILED:\n" + "\n".join(text.splitlines()[-15:])
-    log(f"  {method} {cache_state}: {seconds:.1f} s, {len(run.packages)} packages, {state}")
+    log(f"  {method} {cache_state}: {seconds:.1f} s, {len(run.packages)} packages, {state} "
+        f"(other processes used {foreign:.1f} CPU s)")
     shutil.rmtree(target)
     return run
 
@@ -215,14 +235,23 @@ def timed_install(method: str, cache_state: str, round_: int, tools: Tools, sour
 
 @dataclass
 class Row:
+    """All runs of one tool from one cache state."""
+
     method: str
     cache: str
     seconds: List[float]
     failed: int
+    foreign_cpu: List[float] = field(default_factory=list)
 
     @property
     def median(self) -> Optional[float]:
         return statistics.median(self.seconds) if self.seconds and not self.failed else None
+
+    @property
+    def noise(self) -> float:
+        """Median share of the machine's CPU that other processes used during the runs."""
+        cores = os.cpu_count() or 1
+        return statistics.median([cpu / (secs * cores) for cpu, secs in zip(self.foreign_cpu, self.seconds)] or [0])
 
 
 def rows(runs: List[Run], methods: Sequence[str]) -> List[Row]:
@@ -231,19 +260,20 @@ def rows(runs: List[Run], methods: Sequence[str]) -> List[Row]:
         for method in methods:
             mine = [r for r in runs if r.method == method and r.cache == cache]
             table.append(Row(method, cache, [round(r.seconds, 2) for r in mine if r.ok],
-                             sum(not r.ok for r in mine)))
+                             sum(not r.ok for r in mine), [round(r.foreign_cpu, 2) for r in mine if r.ok]))
     return table
 
 
 def markdown(table: List[Row]) -> List[str]:
     pip = {row.cache: row.median for row in table if row.method == "pip"}
-    lines = ["| tool | cache | median seconds | runs | uv / pip |", "| --- | --- | ---: | --- | ---: |"]
+    lines = ["| tool | cache | median seconds | runs (s) | uv / pip | other load |",
+             "| --- | --- | ---: | --- | ---: | ---: |"]
     for row in table:
         base = pip.get(row.cache)
         shown = f"{row.median:.1f}" if row.median is not None else f"failed ({row.failed})"
         ratio = f"{row.median / base:.2f}" if row.median is not None and base else "n/a"
         runs = ", ".join(f"{s:.1f}" for s in row.seconds)
-        lines.append(f"| {row.method} | {row.cache} | {shown} | {runs} | {ratio} |")
+        lines.append(f"| {row.method} | {row.cache} | {shown} | {runs} | {ratio} | {row.noise:.0%} |")
     return lines
 
 
@@ -323,6 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     tools = ensure_tools(args.tools_dir.resolve())
     env = pypi_only_environ() if args.sources == "pypi" else dict(os.environ)
+    env[MARKER] = uuid.uuid4().hex
     sources = pip_sources(tools.pip(), env)
     runs = benchmark(args, tools, sources, env)
     table = rows(runs, args.method_names)
