@@ -166,7 +166,7 @@ def run_cli(argv: List[str], folder: Path, environ=None) -> Tuple[int, str]:
 
 
 def run_actions() -> List[argparse.Action]:
-    parser = cli.build_parser()
+    parser = cli.build_parser({})
     run = parser._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     return [action for action in run._actions if action.dest != "help"]
 

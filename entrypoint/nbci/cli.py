@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
 from nbci.changes import select_changed
@@ -38,7 +38,7 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit code 2."""
 
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{message} (see '{self.prog} --help')")
 
 
@@ -144,7 +144,8 @@ def add_list_options(parser: argparse.ArgumentParser) -> None:
                         help='print N shards as a JSON matrix: [{"shard": "1/N", "notebooks": [...]}, ...]')
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(environ: Mapping[str, str]) -> ArgumentParser:
+    """The ``nbci`` parser, each subcommand's defaults taken from ``NBCI_*`` variables where set."""
     parser = ArgumentParser(prog="nbci", description="Prove that Jupyter notebooks still run.")
     parser.add_argument("--version", action="version", version=f"nbci {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
@@ -158,6 +159,8 @@ def build_parser() -> ArgumentParser:
     add_discovery_options(listing)
     add_selection_options(listing)
     add_list_options(listing)
+    for command in (run, listing):
+        apply_env_defaults(command, environ)
     return parser
 
 
@@ -179,15 +182,6 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, st
         if action.choices and value not in action.choices:
             raise ConfigError(f"NBCI_{action.dest.upper()}={raw!r}: choose one of {', '.join(action.choices)}")
         parser.set_defaults(**{action.dest: value})
-
-
-def parse_args(argv: Optional[Sequence[str]], environ: Mapping[str, str]) -> argparse.Namespace:
-    parser = build_parser()
-    command = next((a for a in (argv or []) if not a.startswith("-")), None)
-    for name, sub in parser._subparsers._group_actions[0].choices.items():  # type: ignore[union-attr]
-        if name == command:
-            apply_env_defaults(sub, environ)
-    return parser.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
@@ -240,24 +234,16 @@ def execute_run(config: Config, paths: Sequence[str], reporters: Sequence[Report
     """Run the notebooks on an event loop that turns SIGINT/SIGTERM into a clean cancellation."""
     expected = expected_durations(paths, config.root, config.durations)
     scheduler = Scheduler(config, reporters)
-    received: Dict[str, int] = {}
-
-    def on_signal(signum: int) -> None:
-        received.setdefault("signal", signum)
-        scheduler.cancel()
-
     async def main() -> RunResult:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(signum, on_signal, signum)
+                loop.add_signal_handler(signum, scheduler.cancel, signum)
             except (NotImplementedError, RuntimeError):
                 pass
         return await scheduler.run(paths, expected)
 
-    run = asyncio.run(main())
-    run.signal = received.get("signal")  # type: ignore[attr-defined]
-    return run
+    return asyncio.run(main())
 
 
 def command_run(config: Config, environ: Mapping[str, str]) -> int:
@@ -273,9 +259,8 @@ def command_run(config: Config, environ: Mapping[str, str]) -> int:
     write_junit(run, config.junit or config.output_dir / "junit.xml")
     for reporter in reporters:
         reporter.run_finished(run, config)
-    signum = getattr(run, "signal", None)
-    if signum:
-        return 128 + signum
+    if run.signal:
+        return 128 + run.signal
     return EXIT_OK if run.ok else EXIT_FAILED
 
 
@@ -299,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parse_args(argv, environ)
+        args = build_parser(environ).parse_args(argv)
         if args.command == "list":
             return command_list(args, environ)
         return command_run(make_config(args, environ), environ)

@@ -71,6 +71,7 @@ class RunResult:
     cancelled: bool = False
     shard: Optional[str] = None  # "I/N" when this run was one shard of a split
     engine_peak_rss: Optional[int] = None  # bytes, nbci's own peak resident memory
+    signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that cancelled the run, if one did
 
     @property
     def ok(self) -> bool:

@@ -77,6 +77,7 @@ class Scheduler:
     launcher: KernelLauncher = field(init=False)
     pool: KernelPool = field(init=False)
     cancelled: bool = False
+    signal: Optional[int] = None  # the signal that cancelled the run
     done: Dict[int, NotebookResult] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,9 +85,10 @@ class Scheduler:
         self.pool = KernelPool(self.launcher)
         self._prepared: Dict[int, Prepared] = {}
 
-    def cancel(self) -> None:
-        """Stop taking notebooks and kill every kernel now (signal-handler safe)."""
+    def cancel(self, signum: Optional[int] = None) -> None:
+        """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
         self.cancelled = True
+        self.signal = self.signal or signum
         self.launcher.kill_all()
 
     async def run(self, paths: Sequence[str], expected: Dict[str, float]) -> RunResult:
@@ -98,7 +100,7 @@ class Scheduler:
             await self.pool.drain()
             self.launcher.close()
         return RunResult([self.done[i] for i in sorted(self.done)], time.monotonic() - started, self.cancelled,
-                         engine_peak_rss=engine_peak_rss())
+                         engine_peak_rss=engine_peak_rss(), signal=self.signal)
 
     async def _worker(self, queue: List[Job]) -> None:
         while queue and not self.cancelled:
