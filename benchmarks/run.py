@@ -295,6 +295,7 @@ class Outcome:
     failure: Optional[str] = None
     peak_rss: Optional[int] = None  # bytes: VmHWM of the launched process itself
     foreign_cpu: float = 0.0  # CPU seconds other processes used meanwhile: a noise indicator
+    output: Optional[Path] = None  # the run's output folder (executed copies, results.json)
 
     @property
     def ok(self) -> bool:
@@ -428,7 +429,7 @@ def log_tail(path: Path) -> str:
 def run_method(method: Method, ws: Workspace, env: Dict[str, str], round_: int, timeout: float) -> Outcome:
     """Time one method once; a non-zero exit or a failed check marks the outcome failed."""
     outcome = run_command(method.command(ws), ws, env, timeout)
-    outcome.method, outcome.round = method.name, round_
+    outcome.method, outcome.round, outcome.output = method.name, round_, ws.output
     if outcome.returncode != 0:
         outcome.failure = f"exit status {outcome.returncode}"
     else:
@@ -461,6 +462,15 @@ def recorded_cell_seconds(notebook: Path) -> float:
 
 def corpus_cell_seconds(folder: Path) -> float:
     return sum(recorded_cell_seconds(path) for path in sorted(folder.glob("*.ipynb")))
+
+
+def cpu_probe_seconds(n: int = 10_000_000) -> float:
+    """Time a fixed pure-Python loop: it slows down when the host steals CPU unseen by ``/proc``."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i % 7
+    return time.perf_counter() - start
 
 
 def kernel_start_seconds() -> float:
@@ -532,6 +542,7 @@ class Report:
     floor: Optional[Floor]
     kernel_starts: List[float]
     cell_times: Dict[str, float]  # median recorded cell time, per method with executed copies
+    cpu_probes: List[float]  # seconds of a fixed loop, once per round
 
     def median_of(self, name: str) -> Optional[float]:
         return next((m.median for m in self.methods if m.name == name), None)
@@ -593,8 +604,10 @@ def rss_lines(report: Report) -> List[str]:
 def noise_lines(report: Report) -> List[str]:
     """CPU seconds that processes outside the benchmark used during each method's runs."""
     parts = [f"{m.name} {'/'.join(f'{x:.1f}' for x in m.foreign_cpu)}" for m in report.methods]
+    probes = ", ".join(f"{x:.3f}" for x in report.cpu_probes)
     return ["Other load = median share of the machine's CPU used by processes outside the benchmark "
-            "during a run; CPU seconds per run: " + "; ".join(parts) + "."]
+            "during a run; CPU seconds per run: " + "; ".join(parts) + ".",
+            f"CPU speed probe (seconds of a fixed loop, once per round; steady when the host is): {probes}."]
 
 
 def render(report: Report) -> str:
@@ -634,14 +647,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def recorded_cell_times(outcomes: List[Outcome], workspaces: Dict[int, Workspace],
-                        methods: Dict[str, Method]) -> Dict[str, float]:
+def recorded_cell_times(outcomes: List[Outcome], methods: Dict[str, Method]) -> Dict[str, float]:
     """Median recorded cell time of the corpus, per method that leaves executed copies."""
     times = {}
     for name, method in methods.items():
-        runs = [o for o in outcomes if o.method == name and o.ok and method.executed_copies]
+        runs = [o for o in outcomes if o.method == name and o.ok and o.output and method.executed_copies]
         if runs:
-            times[name] = statistics.median(corpus_cell_seconds(workspaces[id(o)].output) for o in runs)
+            times[name] = statistics.median(corpus_cell_seconds(o.output) for o in runs)
     return times
 
 
@@ -661,26 +673,26 @@ def benchmark(args: argparse.Namespace) -> Report:
     machine = describe_machine()
     methods = {name: build_methods(args.jobs)[name] for name in args.method_names}
     outcomes: List[Outcome] = []
-    workspaces: Dict[int, Workspace] = {}
     kernel_starts: List[float] = []
+    probes: List[float] = []
     with tempfile.TemporaryDirectory(prefix="nbci-bench-") as tmp:
         root = Path(tmp)
         notebooks = len(corpus.write_corpus(root / "source", args.scale))
         warm_up = "import pandas, matplotlib.pyplot, nbclient, nbconvert, papermill, nbci.cli"
         subprocess.run([sys.executable, "-c", warm_up], check=True, env=env)  # file cache, bytecode
         for round_ in range(1, args.repeat + 1):
+            probes.append(cpu_probe_seconds())
             kernel_starts.append(kernel_start_seconds())
-            log(f"round {round_}/{args.repeat} (kernel start {kernel_starts[-1]:.2f} s)")
+            log(f"round {round_}/{args.repeat} (kernel start {kernel_starts[-1]:.2f} s, "
+                f"CPU probe {probes[-1]:.3f} s)")
             for method in methods.values():
                 ws = prepare_workspace(root / "source", root, f"{method.name}-{round_}", notebooks)
                 settle(args.quiet_wait)
-                outcome = run_method(method, ws, env, round_, args.timeout)
-                outcomes.append(outcome)
-                workspaces[id(outcome)] = ws
-        cell_times = recorded_cell_times(outcomes, workspaces, methods)
+                outcomes.append(run_method(method, ws, env, round_, args.timeout))
+        cell_times = recorded_cell_times(outcomes, methods)
     summaries = [summarise(method, outcomes) for method in methods.values()]
     return Report(machine, args.repeat, args.scale, args.jobs, summaries,
-                  choose_floor(cell_times, kernel_starts), kernel_starts, cell_times)
+                  choose_floor(cell_times, kernel_starts), kernel_starts, cell_times, probes)
 
 
 def settle(max_wait: float) -> None:
