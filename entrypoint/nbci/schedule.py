@@ -28,6 +28,10 @@ from nbci.report import Reporter
 from nbci.results import CellError, NotebookResult, RunResult
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
+# Kernels being started or waiting, per worker. A start takes ~0.45 s of wall time (about half of
+# it jupyter_client's fixed wait for IOPub to go quiet) while a small notebook runs in ~0.1 s, so one
+# kernel ahead per worker leaves workers waiting; two keep them busy at ~50 MiB per idle kernel.
+PREFETCH_PER_WORKER = 2
 SAMPLE_INTERVAL = 0.25  # seconds between memory samples of a running kernel
 
 
@@ -105,7 +109,7 @@ class Scheduler:
     async def _worker(self, queue: List[Job]) -> None:
         while queue and not self.cancelled:
             job = queue.pop(0)
-            self._prefetch(queue[: self.config.jobs])
+            self._prefetch(queue[: PREFETCH_PER_WORKER * self.config.jobs])
             result = await self._run_with_retries(job)
             self.done[job.index] = result
 
