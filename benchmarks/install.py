@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from run import MARKER, ForeignCpu, wait_for_quiet
+from run import MARKER, ForeignCpu, cpu_probe_seconds, wait_for_quiet
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_REQUIREMENTS = HERE / "requirements-realistic.txt"
@@ -332,13 +332,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def benchmark(args: argparse.Namespace, tools: Tools, sources: Sources, env: Dict[str, str]) -> List[Run]:
+def benchmark(args: argparse.Namespace, tools: Tools, sources: Sources, env: Dict[str, str],
+              probes: List[float]) -> List[Run]:
+    """All runs, round by round; ``probes`` receives one CPU-speed probe per round."""
     runs: List[Run] = []
     requirements = args.requirements.resolve()
     with tempfile.TemporaryDirectory(prefix="nbci-bench-install-") as tmp:
         work = Path(tmp)
         for round_ in range(1, args.repeat + 1):
-            log(f"round {round_}/{args.repeat}")
+            probes.append(cpu_probe_seconds())
+            log(f"round {round_}/{args.repeat} (CPU probe {probes[-1]:.3f} s)")
             caches = {m: work / f"cache-{m}-{round_}" for m in args.method_names}
             for cache_state in ("cold", "warm"):
                 for method in args.method_names:
@@ -355,14 +358,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     env = pypi_only_environ() if args.sources == "pypi" else dict(os.environ)
     env[MARKER] = uuid.uuid4().hex
     sources = pip_sources(tools.pip(), env)
-    runs = benchmark(args, tools, sources, env)
+    probes: List[float] = []
+    runs = benchmark(args, tools, sources, env, probes)
     table = rows(runs, args.method_names)
     header = [f"## Environment install benchmark ({args.requirements.name}, sources: {args.sources}, "
               f"median of {args.repeat} interleaved runs, fresh venv each run)", ""]
+    probe_line = "- CPU speed probe per round (seconds of a fixed loop): " + ", ".join(f"{p:.3f}" for p in probes)
     print("\n".join(header + markdown(table) + ["", "Notes:"] + resolution_lines(runs)
-                    + machine_lines(tools, sources)))
+                    + machine_lines(tools, sources) + [probe_line]))
     if args.json:
-        data = {"tools": asdict(tools), "source_mode": args.sources, "sources": asdict(sources),
+        data = {"tools": asdict(tools), "source_mode": args.sources, "sources": asdict(sources), "cpu_probes": probes,
                 "runs": [asdict(r) for r in runs],
                 "table": [dict(asdict(row), median=row.median) for row in table]}
         args.json.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
