@@ -603,7 +603,7 @@ def rss_lines(report: Report) -> List[str]:
 
 def noise_lines(report: Report) -> List[str]:
     """CPU seconds that processes outside the benchmark used during each method's runs."""
-    parts = [f"{m.name} {'/'.join(f'{x:.1f}' for x in m.foreign_cpu)}" for m in report.methods]
+    parts = [f"{m.name} {'/'.join(f'{x:.1f}' for x in m.foreign_cpu)}" for m in report.methods if m.foreign_cpu]
     probes = ", ".join(f"{x:.3f}" for x in report.cpu_probes)
     return ["Other load = median share of the machine's CPU used by processes outside the benchmark "
             "during a run; CPU seconds per run: " + "; ".join(parts) + ".",
