@@ -268,6 +268,10 @@ def build_methods(jobs: int) -> Dict[str, Method]:
         Method("nbci", f"nbci run --jobs {jobs}",
                lambda ws: ["nbci", "run", "--jobs", str(jobs), "--output-dir", str(ws.output), "."],
                verify_nbci, executed_copies=True),
+        Method("nbci-fork", f"nbci run --jobs {jobs} --kernel-start fork (PYTHONHASHSEED=0)",
+               lambda ws: ["env", "PYTHONHASHSEED=0", "nbci", "run", "--jobs", str(jobs), "--kernel-start", "fork",
+                           "--output-dir", str(ws.output), "."],
+               verify_nbci),
         Method("nbconvert", "jupyter nbconvert --execute (loop)",
                shell_loop('jupyter nbconvert --to notebook --execute "$nb" --output-dir "$1"'),
                verify_copies, executed_copies=True),
@@ -628,7 +632,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each method (default 3)")
     parser.add_argument("--methods", default="all",
-                        help="comma list of: nbci, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
+                        help="comma list of: nbci, nbci-fork, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
     parser.add_argument("--scale", type=float, default=1.0, help="work multiplier of the compute notebooks")
     parser.add_argument("--jobs", type=int, default=2, help="nbci --jobs (default 2)")
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_DIR,
