@@ -7,6 +7,7 @@ naively; waits are bounded polls, never fixed sleeps.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import os
 import signal
@@ -110,7 +111,8 @@ def test_forked_kernel_is_like_a_normal_start(seeded: None, tmp_path: Path) -> N
     for key in ("cwd", "path", "executable", "flags", "env", "hash", "mask", "handlers", "subprocess"):
         assert fork[key] == normal[key], key
     assert without_connection_file(fork["argv"]) == without_connection_file(normal["argv"])
-    assert without_connection_file(fork["orig_argv"]) == without_connection_file(normal["orig_argv"])
+    if normal["orig_argv"] is not None:  # sys.orig_argv is Python 3.10+
+        assert without_connection_file(fork["orig_argv"]) == without_connection_file(normal["orig_argv"])
     assert fork["env"]["JPY_PARENT_PID"] == str(me)
     assert fork["subprocess"] == 3  # SIGCHLD is not ignored or reaped by an inherited handler
     assert fork["mask"] == []
@@ -304,6 +306,10 @@ def test_cancelled_fork_run_leaves_nothing_behind(project) -> None:
     assert wait_until(lambda: not marked(marker), 30, "no template or kernel left") is True
 
 
+@pytest.mark.skipif(
+    int(importlib.metadata.version("ipykernel").split(".")[0]) < 7,
+    reason="ipykernel < 7 notices a dead parent only when re-parented to PID 1, not to a subreaper",
+)
 def test_forked_kernels_exit_when_nbci_is_killed(project) -> None:
     proc, marker, kernels = start_sleepers(project)
     try:

@@ -44,7 +44,10 @@ def translate_glob(pattern: str) -> Pattern[str]:
         else:
             parts.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(parts) + r"\Z")
+    try:
+        return re.compile("".join(parts) + r"\Z")
+    except re.error as exc:  # Python < 3.11's fnmatch passes reversed ranges such as [z-a] through
+        raise ConfigError(f"{pattern!r} is not a valid glob ({exc}): check its [...] character classes") from None
 
 
 def bracket_end(pattern: str, start: int) -> int:
