@@ -168,6 +168,7 @@ class Scheduler:
             result = NotebookResult(job.path, st.STARTUP_FAILED, kernel=request.name,
                                     error=CellError("KernelStartError", str(exc)))
         else:
+            watch.started = time.monotonic()  # a notebook's own time (and its limit) starts with its kernel ready
             monitor = asyncio.ensure_future(self._monitor(job, kernel, watch))
             try:
                 status, error = await execute(nb, kernel, request.cwd, self.config.timeout,
