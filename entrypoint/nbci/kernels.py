@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Hashable, List, Optional, Set
+from typing import Any, Dict, Hashable, List, Optional, Set
 
 import psutil
 from jupyter_client import AsyncKernelManager
@@ -50,24 +50,32 @@ class Kernel:
     client: object  # jupyter_client AsyncKernelClient
 
     @property
+    def process(self) -> Optional[Any]:
+        """The provisioner's Popen-like handle on the kernel process (None before start / after cleanup)."""
+        return getattr(self.manager.provisioner, "process", None)
+
+    @property
     def pid(self) -> Optional[int]:
-        process = getattr(self.manager.provisioner, "process", None)
-        return process.pid if process is not None else None
+        return self.process.pid if self.process is not None else None
 
     def returncode(self) -> Optional[int]:
         """The kernel process's exit status once it died (negative: killed by that signal)."""
-        process = getattr(self.manager.provisioner, "process", None)
-        return process.poll() if process is not None else None
+        return self.process.poll() if self.process is not None else None
+
+    def processes(self) -> List[psutil.Process]:
+        """The kernel process and all its descendants; empty once it is gone."""
+        if self.pid is None:
+            return []
+        try:
+            root = psutil.Process(self.pid)
+            return [root] + root.children(recursive=True)
+        except psutil.Error:
+            return []
 
     def tree_rss(self) -> Optional[int]:
         """Resident memory of the kernel and all its children, in bytes; None once it is gone."""
-        pid = self.pid
-        if pid is None:
-            return None
-        try:
-            root = psutil.Process(pid)
-            procs = [root] + root.children(recursive=True)
-        except psutil.Error:
+        procs = self.processes()
+        if not procs:
             return None
         total = 0
         for proc in procs:
@@ -82,11 +90,7 @@ class Kernel:
         pid = self.pid
         if pid is None:
             return
-        try:
-            procs = [psutil.Process(pid)]
-            procs += procs[0].children(recursive=True)
-        except psutil.Error:
-            procs = []
+        procs = self.processes()
         if hasattr(os, "killpg"):
             try:
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
