@@ -29,6 +29,14 @@ class Reporter(Protocol):
     def run_finished(self, run: "RunResult", config: "Config") -> None: ...
 
 
+def failing_source(result: "NotebookResult", notebook: Optional["NotebookNode"]) -> Optional[str]:
+    """The source of the cell the error names, when the executed copy has it."""
+    index = result.error.cell_index if result.error else None
+    if notebook is None or index is None or index >= len(notebook.cells):
+        return None
+    return notebook.cells[index].source
+
+
 def tail(lines: list, limit: int) -> list:
     """The last ``limit`` lines, with a marker saying how many were cut."""
     if len(lines) <= limit:

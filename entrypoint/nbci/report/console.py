@@ -8,7 +8,7 @@ from typing import Optional, TextIO
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import format_bytes, tail
+from nbci.report import failing_source, format_bytes, tail
 from nbci.results import NotebookResult, RunResult
 
 TRACEBACK_LINES = 40
@@ -34,8 +34,9 @@ class ConsoleReporter:
         self._print(f"  ... {path}: {where}{snippet}, {elapsed:.0f} s, {format_bytes(rss)}")
 
     def notebook_finished(self, result: NotebookResult, notebook: Optional[NotebookNode]) -> None:
-        if result.error and result.error.cell_index is not None and notebook is not None:
-            self._sources[result.path] = notebook.cells[result.error.cell_index].source
+        source = failing_source(result, notebook)
+        if source is not None:
+            self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
         self._print(f"{result.status.upper():<16} {result.path} ({result.duration:.1f} s{retried})")
 

@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import tail
+from nbci.report import failing_source, tail
 from nbci.report import workflow_commands as wc
 from nbci.results import NotebookResult, RunResult
 
@@ -86,9 +86,9 @@ class GitHubReporter:
         pass  # the console reporter prints progress; the GitHub log shows it as is
 
     def notebook_finished(self, result: NotebookResult, notebook: Optional[NotebookNode]) -> None:
-        index = result.error.cell_index if result.error else None
-        if notebook is not None and index is not None and index < len(notebook.cells):
-            self._sources[result.path] = notebook.cells[index].source
+        source = failing_source(result, notebook)
+        if source is not None:
+            self._sources[result.path] = source
         title = f"{STATUS_ICONS.get(result.status, '')} {result.status} {result.path} ({result.duration:.1f} s)"
         self._write(wc.group(title.strip(), notebook_log(result, notebook)))
 
