@@ -89,8 +89,6 @@ class Config:
                               "or a folder of them")
         if self.shard is not None:
             self.shard = str(parse_shard(self.shard))
-        if self.inplace and self.output_dir is None:
-            raise ConfigError("--inplace needs an output dir for results.json")
         return self
 
 
