@@ -262,6 +262,13 @@ def verify_nbci(ws: Workspace) -> Optional[str]:
     return f"results.json: {summary.get('passed')} of {summary.get('total')} passed, {ws.notebooks} expected"
 
 
+def verify_nbci_forked(ws: Workspace) -> Optional[str]:
+    """As ``verify_nbci``, and no kernel fell back to a normal start (nbci says why on stderr)."""
+    text = ws.log.read_text(errors="replace")
+    fallback = re.search(r"--kernel-start fork: starting kernels normally: .*", text)
+    return verify_nbci(ws) or (f"not forked: {fallback.group(0)}" if fallback else None)
+
+
 def build_methods(jobs: int) -> Dict[str, Method]:
     """Every method the benchmark knows, by name, in table order."""
     methods = [
@@ -271,7 +278,7 @@ def build_methods(jobs: int) -> Dict[str, Method]:
         Method("nbci-fork", f"nbci run --jobs {jobs} --kernel-start fork (PYTHONHASHSEED=0)",
                lambda ws: ["env", "PYTHONHASHSEED=0", "nbci", "run", "--jobs", str(jobs), "--kernel-start", "fork",
                            "--output-dir", str(ws.output), "."],
-               verify_nbci),
+               verify_nbci_forked),
         Method("nbconvert", "jupyter nbconvert --execute (loop)",
                shell_loop('jupyter nbconvert --to notebook --execute "$nb" --output-dir "$1"'),
                verify_copies, executed_copies=True),

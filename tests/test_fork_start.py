@@ -34,7 +34,8 @@ print(json.dumps({
     "modules": __modules,
     "pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
     "cwd": os.getcwd(), "argv": sys.argv, "orig_argv": getattr(sys, "orig_argv", None), "path": sys.path,
-    "executable": sys.executable, "flags": repr(sys.flags), "env": dict(os.environ),
+    "executable": sys.executable, "flags": repr(sys.flags), "xoptions": sys._xoptions,
+    "warnings": [repr(f) for f in __import__("warnings").filters], "env": dict(os.environ),
     "hash": hash("abc"), "random": random.random(),
     "mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
     "handlers": {int(s): __handler(signal.getsignal(s)) for s in signal.valid_signals()
@@ -93,10 +94,27 @@ def seeded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONHASHSEED", "0")
 
 
-def test_forked_kernel_is_like_a_normal_start(seeded: None, tmp_path: Path) -> None:
+@pytest.fixture
+def flagged_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A kernelspec with interpreter flags, as ``python -m ipykernel install`` writes on Python 3.11+."""
+    spec = tmp_path / "jupyter" / "kernels" / "flagged"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-Xfrozen_modules=off", "-X", "utf8", "-W", "error::ResourceWarning", "-B",
+            "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "flagged", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "flagged"
+
+
+@pytest.mark.parametrize("kernel_name", ["python3", "flagged"])
+def test_forked_kernel_is_like_a_normal_start(seeded: None, tmp_path: Path, request: pytest.FixtureRequest,
+                                              kernel_name: str) -> None:
+    if kernel_name == "flagged":
+        request.getfixturevalue("flagged_kernel")
+
     async def body(launcher: KernelLauncher) -> tuple:
-        normal = await KernelLauncher.start(spawner, KernelRequest("python3", tmp_path))
-        fork = await launcher.start(KernelRequest("python3", tmp_path))
+        normal = await KernelLauncher.start(spawner, KernelRequest(kernel_name, tmp_path))
+        fork = await launcher.start(KernelRequest(kernel_name, tmp_path))
         assert forked(fork) and not forked(normal)
         result = await facts(normal), await facts(fork)
         await spawner.shutdown(normal)
@@ -108,8 +126,13 @@ def test_forked_kernel_is_like_a_normal_start(seeded: None, tmp_path: Path) -> N
     finally:
         spawner.close()
     me = os.getpid()
-    for key in ("cwd", "path", "executable", "flags", "env", "hash", "mask", "handlers", "subprocess"):
+    for key in ("cwd", "path", "executable", "flags", "xoptions", "warnings", "env", "hash", "mask", "handlers",
+                "subprocess"):
         assert fork[key] == normal[key], key
+    if kernel_name == "flagged":  # the flags hold in the forked kernel, as in the normal one
+        assert fork["xoptions"] == {"frozen_modules": "off", "utf8": True}
+        assert "dont_write_bytecode=1" in fork["flags"]
+        assert any("ResourceWarning" in f and "'error'" in f for f in fork["warnings"])
     assert without_connection_file(fork["argv"]) == without_connection_file(normal["argv"])
     if normal["orig_argv"] is not None:  # sys.orig_argv is Python 3.10+
         assert without_connection_file(fork["orig_argv"]) == without_connection_file(normal["orig_argv"])
@@ -226,9 +249,17 @@ def test_forked_kernel_exit_status_is_reported(seeded: None, tmp_path: Path) -> 
     (["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, None),
     (["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "c.json"], {}, "PYTHONHASHSEED"),
     (["/usr/bin/python3", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "random"}, "PYTHONHASHSEED"),
-    (["/usr/bin/python3", "-X", "dev", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"},
-     "interpreter flags"),
-    (["/usr/bin/R", "--slave", "-e", "IRkernel::main()"], {"PYTHONHASHSEED": "0"}, "interpreter flags"),
+    (["/usr/bin/python3", "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "c.json"],
+     {"PYTHONHASHSEED": "0"}, None),
+    (["/usr/bin/python3", "-X", "dev", "-W", "ignore", "-OO", "-u", "-m", "ipykernel", "-f", "c.json"],
+     {"PYTHONHASHSEED": "0"}, None),
+    (["/usr/bin/python3", "-E", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/python3", "-I", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/python3", "-P", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/python3", "-uE", "-m", "ipykernel_launcher", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/python3", "-m", "other_kernel", "-f", "c.json"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/python3", "-X"], {"PYTHONHASHSEED": "0"}, "flags among"),
+    (["/usr/bin/R", "--slave", "-e", "IRkernel::main()"], {"PYTHONHASHSEED": "0"}, "flags among"),
 ])
 def test_fork_only_when_semantics_are_kept(cmd: List[str], env: Dict[str, str], reason: Optional[str],
                                            tmp_path: Path) -> None:

@@ -2,16 +2,17 @@
 
 Runs in the user's environment, where nbci is not installed: standard library and ipykernel only.
 
-Usage: ``python _zygote_server.py FD`` where FD is an inherited ``AF_UNIX``/``SOCK_SEQPACKET``
+Usage: ``python [FLAGS] _zygote_server.py FD`` where FD is an inherited ``AF_UNIX``/``SOCK_SEQPACKET``
 socket to the driver. The interpreter must be started exactly like the kernels it will fork
-(same executable, no extra flags, the kernels' environment), in a folder nothing is imported from.
+(same executable, same interpreter flags, the kernels' environment), in a folder nothing is
+imported from.
 
 Protocol (one JSON object per message):
   template -> driver, once: ``{"ready": PID}`` after importing ipykernel's machinery, or
       ``{"error": TEXT}``.
-  driver -> template: ``{"argv": [...], "cwd": DIR, "env": {...}, "driver": PID}`` with three
-      file descriptors attached (SCM_RIGHTS) for the kernel's stdin, stdout and stderr; ``argv``
-      is ``[python, "-m", MODULE, *args]``.
+  driver -> template: ``{"argv": [...], "module_at": I, "cwd": DIR, "env": {...}, "driver": PID}``
+      with three file descriptors attached (SCM_RIGHTS) for the kernel's stdin, stdout and stderr;
+      ``argv`` is ``[python, *FLAGS, "-m", MODULE, *args]`` and ``argv[I]`` is its ``"-m"``.
   template -> driver, per request in order: ``{"pid": PID}`` or ``{"error": TEXT}``.
   End of file on the socket: the template kills any kernel it is still setting up and exits.
 
@@ -88,7 +89,8 @@ def become_kernel(sock, request, fds, ready_w):
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
     argv = request["argv"]
-    sys.argv = [argv[2]] + list(argv[3:])  # runpy puts the module's file in sys.argv[0]
+    module_at = int(request["module_at"]) + 1
+    sys.argv = [argv[module_at]] + list(argv[module_at + 1:])  # runpy puts the module's file in sys.argv[0]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
     sys.path[:] = [os.getcwd()] + INITIAL_PATH
@@ -102,7 +104,7 @@ def become_kernel(sock, request, fds, ready_w):
     signal.pthread_sigmask(signal.SIG_SETMASK, INITIAL_MASK)
     os.write(ready_w, b"ok %d" % os.getpid())
     os.close(ready_w)
-    raise Kernel(argv[2])
+    raise Kernel(argv[module_at])
 
 
 def fork_kernel(sock, request, fds):

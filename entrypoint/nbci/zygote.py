@@ -9,9 +9,12 @@ sees an ordinary kernel whose ``provisioner.process`` is a ``ForkedProcess`` (pi
 Contract: a forked kernel is indistinguishable, to the notebook, from a normal start of the same
 kernelspec (environment, cwd, ``sys.argv``, ``sys.path``, ``sys.modules``, signals, descriptors,
 parent pid, fresh ``random``), except that ``ps`` and ``/proc/PID/{cmdline,environ}`` show the
-template's. Whenever that cannot be promised the kernel is started normally, and the reason is said
-once on stderr: not Linux or no pidfd; the kernelspec is not ``python -m ipykernel_launcher ...``
-(another kernel, extra interpreter flags); custom launch arguments; ``PYTHONHASHSEED`` is not fixed
+template's. Interpreter flags in the kernelspec (ipykernel's own spec has ``-Xfrozen_modules=off``)
+are given to the template, so they hold for its kernels as for a normal start. Whenever that
+cannot be promised the kernel is started normally, and the reason is said once on stderr: not Linux
+or no pidfd; the kernelspec is not ``python [FLAGS] -m ipykernel_launcher ...`` (another kernel, or a
+flag outside ``FORKABLE_FLAGS``: ``-E``/``-I`` ignore PYTHONHASHSEED, ``-P``/``-I`` change
+``sys.path``); custom launch arguments; ``PYTHONHASHSEED`` is not fixed
 (the string-hash seed is chosen at interpreter start, so forked kernels would share one); nbci cannot
 become a child subreaper (needed to make the driver the kernel's parent).
 
@@ -38,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Set, Tuple
+from typing import IO, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from jupyter_client.provisioning import LocalProvisioner
 
@@ -53,6 +56,8 @@ INTERPRETER_START_VARS = (
     "PYTHONCOERCECLOCALE", "PYTHONINTMAXSTRDIGITS", "PYTHONPYCACHEPREFIX", "PYTHONNODEBUGRANGES",
     "PYTHONCASEOK", "PYTHONEXECUTABLE", "LC_ALL", "LC_CTYPE", "LANG", "LD_PRELOAD", "LD_LIBRARY_PATH",
 )
+FORKABLE_FLAGS = frozenset("BbdOqsuv")  # single-letter flags that mean the same in a template and a kernel
+VALUED_FLAGS = ("-X", "-W")  # "-X opt" or "-Xopt": also applied at interpreter start, so also the template's
 MAX_TEMPLATES = 4
 MAX_MESSAGE = 1 << 16
 TEMPLATE_TIMEOUT = 60.0  # seconds for a template to import ipykernel
@@ -63,14 +68,33 @@ class ForkUnavailable(Exception):
     """This kernel cannot be forked with normal-start semantics; the message says why."""
 
 
+def split_command(cmd: List[str]) -> Optional[Tuple[List[str], int]]:
+    """``(interpreter flags, index of "-m")`` for ``python [FLAGS] -m MODULE ...``, or None."""
+    flags: List[str] = []
+    index = 1
+    while index < len(cmd) and cmd[index] != "-m":
+        arg = cmd[index]
+        if arg in VALUED_FLAGS and index + 1 < len(cmd):
+            flags += cmd[index:index + 2]
+            index += 2
+        elif (arg[:2] in VALUED_FLAGS and len(arg) > 2) or (arg[:1] == "-" and arg[1:] and set(arg[1:]) <= FORKABLE_FLAGS):
+            flags.append(arg)
+            index += 1
+        else:
+            return None
+    return (flags, index) if index + 1 < len(cmd) else None
+
+
 def unavailable_reason(cmd: List[str], env: Dict[str, str], cwd: Optional[str], extra: Dict[str, Any]) -> Optional[str]:
     """Why a kernel launched as ``cmd`` with ``env`` cannot be forked, or None when it can."""
     if not sys.platform.startswith("linux"):
         return "forking kernels needs Linux"
     if not (hasattr(os, "pidfd_open") and hasattr(os, "P_PIDFD") and hasattr(signal, "pidfd_send_signal")):
         return "forking kernels needs pidfd support (Linux 5.4+, Python 3.9+)"
-    if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in KERNEL_MODULES:
-        return f"the kernelspec is not 'python -m ipykernel_launcher ...' without interpreter flags: {cmd[:3]}"
+    split = split_command(cmd)
+    if split is None or cmd[split[1] + 1] not in KERNEL_MODULES:
+        return (f"the kernelspec is not 'python [FLAGS] -m ipykernel_launcher ...' with flags among "
+                f"-X, -W, -{''.join(sorted(FORKABLE_FLAGS))}: {cmd[:3]}")
     if any(extra.get(key) is not None for key in ("stdin", "stdout", "stderr")) or extra.get("independent"):
         return "the kernel has custom launch arguments"
     if cwd is None or not os.path.isdir(cwd):
@@ -82,9 +106,15 @@ def unavailable_reason(cmd: List[str], env: Dict[str, str], cwd: Optional[str], 
     return None
 
 
-def template_key(cmd: List[str], env: Dict[str, str]) -> Tuple[str, Tuple[Tuple[str, str], ...]]:
-    """Kernels with equal keys can be forked from one template: same interpreter, same environment."""
-    return cmd[0], tuple(sorted((k, v) for k, v in env.items() if k not in PER_KERNEL_VARS))
+TemplateKey = Tuple[str, Tuple[str, ...], Tuple[Tuple[str, str], ...]]
+
+
+def template_key(cmd: List[str], env: Dict[str, str]) -> TemplateKey:
+    """Kernels with equal keys can be forked from one template: same interpreter, flags and environment.
+
+    ``cmd`` must be forkable (``unavailable_reason`` is None)."""
+    flags, _ = split_command(cmd) or ([], 0)
+    return cmd[0], tuple(flags), tuple(sorted((k, v) for k, v in env.items() if k not in PER_KERNEL_VARS))
 
 
 class ForkedProcess:
@@ -142,11 +172,12 @@ class Template:
     error: Optional[str] = None
 
     @classmethod
-    async def start(cls, python: str, env: Dict[str, str], workdir: Path) -> "Template":
+    async def start(cls, python: str, flags: Sequence[str], env: Dict[str, str], workdir: Path) -> "Template":
+        """Start the template: ``python FLAGS _zygote_server.py FD`` in ``workdir`` with ``env``."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             process = subprocess.Popen(
-                [python, str(SERVER), str(theirs.fileno())], env=env, cwd=str(workdir),
+                [python, *flags, str(SERVER), str(theirs.fileno())], env=env, cwd=str(workdir),
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
             )
         ours.setblocking(False)
@@ -174,7 +205,9 @@ class Template:
 
     async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str) -> ForkedProcess:
         """Fork a kernel running ``cmd`` in ``cwd`` with exactly ``env``; raise ``ForkUnavailable``."""
-        request = json.dumps({"argv": cmd, "env": env, "cwd": cwd, "driver": os.getpid()}).encode()
+        _, module_at = split_command(cmd) or ([], 1)
+        request = json.dumps({"argv": cmd, "module_at": module_at, "env": env, "cwd": cwd,
+                              "driver": os.getpid()}).encode()
         async with self.lock:
             if self.error:
                 raise ForkUnavailable(self.error)
@@ -208,7 +241,7 @@ class Zygotes:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self._templates: Dict[Tuple[str, Tuple[Tuple[str, str], ...]], "asyncio.Task[Template]"] = {}
+        self._templates: Dict[TemplateKey, "asyncio.Task[Template]"] = {}
         self._notices: Set[str] = set()
         self._subreaper: Optional[bool] = None
 
@@ -228,14 +261,14 @@ class Zygotes:
         return self._subreaper
 
     async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str) -> ForkedProcess:
-        """Fork a kernel from the template for ``cmd[0]`` and ``env``; raise ``ForkUnavailable``."""
+        """Fork a kernel from the template for ``cmd``'s interpreter and flags and ``env``; raise ``ForkUnavailable``."""
         if not self._become_subreaper():
             raise ForkUnavailable("nbci cannot become a child subreaper (prctl failed)")
         key = template_key(cmd, env)
         if key not in self._templates:
             if len(self._templates) >= MAX_TEMPLATES:
                 raise ForkUnavailable(f"kernels need more than {MAX_TEMPLATES} different environments")
-            self._templates[key] = asyncio.ensure_future(Template.start(cmd[0], env, self.workdir))
+            self._templates[key] = asyncio.ensure_future(Template.start(key[0], key[1], env, self.workdir))
         template = await asyncio.shield(self._templates[key])
         return await template.fork(cmd, env, cwd)
 
