@@ -11,11 +11,13 @@
 #   mode              run | list (list: only the engine is installed; setup is none)
 #   artifact-name     the artifact-name input, with -shard-I-of-N when a shard is given
 #   shard-dir         shard-I-of-N when a shard is given; else empty
-#   durations-dir     the folder of earlier results.json kept in the cache when sharding; else empty
-#   durations-key     the run's durations entry: saved by the list job, restored by its shard jobs
+#   durations-dir     the folder of earlier results.json kept in the cache (cache: true); else empty
+#   durations-key     the run's durations entry: saved by the list job, restored by its shard jobs;
+#                     without shards, this job's own entry (never there yet: the prefixes restore)
 #   durations-branch-prefix, durations-prefix
-#                     what the list job restores from: this branch's newest entry, else any (list mode)
-#   durations-save-key  what this job saves its durations under (list: durations-key)
+#                     what the list job, or a run without shards, restores from: this branch's
+#                     newest entry, else any
+#   durations-save-key  what this job saves its durations under (list, or no shards: durations-key)
 # A bad input is reported as an ::error annotation and exit code 1.
 set -euo pipefail
 
@@ -113,10 +115,11 @@ durations_key=""
 durations_branch_prefix=""
 durations_prefix=""
 durations_save_key=""
-if [ "$cache" = true ] && { [ "$mode" = list ] || [ -n "$shard" ]; }; then
+if [ "$cache" = true ]; then
   # Entries per OS and set of notebooks (working-directory, notebooks, exclude; order and spacing
   # do not matter), then per branch, then per run: the list job saves one under the run's key and
   # every shard job of the run restores exactly that one, so all compute the list job's split.
+  # A run without shards only orders its notebooks by them: it restores the newest, saves its own.
   selection=$(printf '%s\n' "$workdir" "$(words "${INPUT_NOTEBOOKS-}")" "$(words "${INPUT_EXCLUDE-}")" | text_hash)
   branch=${GITHUB_REF_NAME:-none}
   branch=${branch//[^A-Za-z0-9._\/-]/_}
@@ -125,6 +128,10 @@ if [ "$cache" = true ] && { [ "$mode" = list ] || [ -n "$shard" ]; }; then
   durations_key="$durations_prefix${branch:0:200}-${GITHUB_RUN_ID:?}-list"
   if [ "$mode" = list ]; then
     durations_branch_prefix="$durations_prefix${branch:0:200}-"
+    durations_save_key=$durations_key
+  elif [ -z "$shard" ]; then
+    durations_branch_prefix="$durations_prefix${branch:0:200}-"
+    durations_key="${durations_key%-list}-${GITHUB_RUN_ATTEMPT:-1}-run"
     durations_save_key=$durations_key
   else
     durations_prefix=""

@@ -175,8 +175,8 @@ def executed_output(notebook: nbformat.NotebookNode, cell: int) -> str:
     return "".join(out.get("text", "") for out in notebook.cells[cell].outputs if out.output_type == "stream")
 
 
-def test_passing_run_sets_outputs_summary_and_artifact(act):
-    run = act("passing.yml")
+def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
+    run = act("passing.yml", env={"GITHUB_RUN_ID": "201"})
     assert run.code == 0, run.log[-5000:]
     assert run.job_result == "success"
     outputs = run.outputs("nbci")
@@ -203,6 +203,21 @@ def test_passing_run_sets_outputs_summary_and_artifact(act):
     assert executed_output(executed, 1).strip() == run.outputs("nbci", "python")["python-path"]
     assert (run.artifacts / "passing-notebooks" / "results.json").is_file()
     assert run.step_results()["2"] == "success"  # the later step read the outputs
+    # durations: restored by prefix (none yet), this run's results saved for the next run's order
+    [restore] = run.records("cache", stage="restore")
+    prefix = restore["key"][:-len("main-201-1-run")]
+    assert prefix.startswith("nbci-durations-Linux-") and restore["key"] == prefix + "main-201-1-run"
+    assert restore["restore-keys"].split() == [prefix + "main-", prefix]
+    assert [save["key"] for save in run.records("cache", stage="save")] == [restore["key"]]
+    saved = cache_entry(cache_store, restore["key"])
+    assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*")) == ["results.json"]
+    assert json.loads((saved / "results.json").read_text()) == json.loads(
+        (run.artifacts / "passing-notebooks" / "results.json").read_text())
+
+    again = act("passing.yml", env={"GITHUB_RUN_ID": "202"})
+    assert again.code == 0, again.log[-5000:]
+    assert again.outputs("nbci", "durations").get("cache-matched-key") == prefix + "main-201-1-run"
+    assert [save["key"] for save in again.records("cache", stage="save")] == [prefix + "main-202-1-run"]
 
 
 def test_failing_run_fails_the_job_after_uploading_and_annotates_the_line(act):

@@ -60,12 +60,13 @@ def plan(tmp_path: Path) -> Plan:
 
 @posix
 def test_auto_is_python_without_an_environment_file(plan):
-    assert plan(setup="auto") == {
+    assert plan(setup="auto", cache="false") == {
         "setup": "python", "requirements": "", "environment-file": "", "pip-cache": "",
-        "uv-cache-dir": "/runner/temp/nbci-uv-cache", "cache-key": plan(setup="auto")["cache-key"],
+        "uv-cache-dir": "", "cache-key": plan(setup="auto")["cache-key"],
         "mode": "run", "artifact-name": "executed-notebooks", "shard-dir": "", "durations-dir": "",
         "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "", "durations-save-key": "",
     }
+    assert plan(setup="auto")["uv-cache-dir"] == "/runner/temp/nbci-uv-cache"
 
 
 @posix
@@ -147,7 +148,19 @@ def test_a_shard_restores_its_list_jobs_entry_exactly_and_saves_its_own(plan):
     assert other["durations-key"] != listed["durations-key"]  # another set of notebooks
     assert plan(shard="1/2", artifact_name="nb")["artifact-name"] == "nb-shard-1-of-2"
     assert plan(shard="1/2", cache="false")["durations-save-key"] == ""
-    assert plan()["durations-dir"] == ""  # no shard, no durations cache
+
+
+@posix
+def test_a_run_without_shards_restores_the_newest_durations_and_saves_its_own(plan):
+    outputs = plan(notebooks="a.ipynb b/*.ipynb")
+    listed = plan(mode="list", shards="2", notebooks="b/*.ipynb a.ipynb")
+    prefix = listed["durations-prefix"]
+    assert outputs["durations-dir"] == "/runner/temp/nbci-durations" and outputs["shard-dir"] == ""
+    # restores like a list job of the same notebooks (its entries or earlier runs'), never its own key
+    assert outputs["durations-prefix"] == prefix
+    assert outputs["durations-branch-prefix"] == listed["durations-branch-prefix"]
+    assert outputs["durations-key"] == outputs["durations-save-key"] == prefix + "feature/x_y-42-2-run"
+    assert plan(cache="false")["durations-dir"] == ""
 
 
 @posix
