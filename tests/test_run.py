@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import List
 
-from conftest import NOTEBOOKS, Project
+from conftest import NOTEBOOKS, Project, Run
 
 
 def digest(path: Path) -> str:
@@ -133,6 +134,23 @@ def test_second_run_does_not_pick_up_the_output_dir(project: Project) -> None:
     assert project.run("run").code == 0
     second = project.run("run")
     assert [nb["path"] for nb in second.results["notebooks"]] == ["passing.ipynb"]
+
+
+def finish_order(run: Run) -> List[str]:
+    return [line.split()[1] for line in run.stdout.splitlines() if line.startswith("PASSED")]
+
+
+def test_next_run_starts_with_what_took_longest_last_time(project: Project) -> None:
+    project.write("a_slow.ipynb", "total = sum(range(30_000_000))")  # a small file that takes long
+    project.write("z_fast.ipynb", "x = 1", "# " + "padding " * 20_000)  # a big file that does not
+    first = project.run("run", "--jobs", "1")
+    assert finish_order(first) == ["z_fast.ipynb", "a_slow.ipynb"]  # nothing known yet: bigger first
+    took = {nb["path"]: nb["duration"] for nb in first.results["notebooks"]}
+    assert took["a_slow.ipynb"] > took["z_fast.ipynb"]
+    assert finish_order(project.run("run", "--jobs", "1")) == ["a_slow.ipynb", "z_fast.ipynb"]
+    (project.root / "nbci-output" / "results.json").write_text("{")  # unreadable: only the order is lost
+    third = project.run("run", "--jobs", "1")
+    assert third.code == 0 and finish_order(third) == ["z_fast.ipynb", "a_slow.ipynb"]
 
 
 def test_working_directory_is_the_notebooks_folder(project: Project) -> None:

@@ -22,7 +22,7 @@ from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
 from nbci.discover import discover
-from nbci.durations import expected_durations
+from nbci.durations import expected_durations, run_order_durations
 from nbci.errors import ConfigError, NbciError, NoNotebooksError
 from nbci.report import Reporter
 from nbci.report.console import ConsoleReporter
@@ -134,7 +134,8 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--changed-since", default=None, metavar="REF",
                         help="only notebooks changed since git REF, or below a changed requirements file")
     parser.add_argument("--durations", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="a previous results.json, or a folder of them: balance shards, run the longest first")
+                        help="a previous results.json, or a folder of them: balance shards, run the longest first "
+                             "(a run without it orders by the results.json in --output-dir, if any)")
 
 
 def add_list_options(parser: argparse.ArgumentParser) -> None:
@@ -232,7 +233,7 @@ def make_reporters(config: Config, environ: Mapping[str, str]) -> List[Reporter]
 
 def execute_run(config: Config, paths: Sequence[str], reporters: Sequence[Reporter]) -> RunResult:
     """Run the notebooks on an event loop that turns SIGINT/SIGTERM into a clean cancellation."""
-    expected = expected_durations(paths, config.root, config.durations)
+    expected = run_order_durations(paths, config.root, config.durations, config.output_dir)
     scheduler = Scheduler(config, reporters)
     async def main() -> RunResult:
         loop = asyncio.get_running_loop()

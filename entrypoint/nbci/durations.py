@@ -45,3 +45,14 @@ def expected_durations(paths: Sequence[str], root: Path, results_file: Optional[
     rates = [known[p] / sizes[p] for p in paths if p in known]
     rate = statistics.median(rates) if rates else 1.0
     return {path: known[path] if path in known else sizes[path] * rate for path in paths}
+
+
+def run_order_durations(paths: Sequence[str], root: Path, results_file: Optional[Path], output_dir: Path) -> Dict[str, float]:
+    """``expected_durations`` for ordering a run: without ``results_file``, the results.json an earlier
+    run left in ``output_dir`` (ignored when unreadable). Shards never use it: every job must agree."""
+    if results_file is None and (output_dir / "results.json").is_file():
+        try:
+            return expected_durations(paths, root, output_dir / "results.json")
+        except ConfigError:
+            pass
+    return expected_durations(paths, root, results_file)
