@@ -248,7 +248,7 @@ def test_failing_run_fails_the_job_after_uploading_and_annotates_the_line(act):
     assert run.records("cache", stage="post")  # saved at the end of the job
 
 
-def test_setup_none_uses_the_python_on_path_as_it_is(act):
+def test_setup_none_uses_the_python_on_path_as_it_is_and_forks_kernels(act):
     user_env = Path(sys.prefix)
     run = act("setup-none.yml", env={"NBCI_ACT_USER_ENV": str(user_env)})
     assert run.code == 0, run.log[-5000:]
@@ -260,6 +260,10 @@ def test_setup_none_uses_the_python_on_path_as_it_is(act):
     assert run.summary("nbci").startswith("### ✅ nbci: 1 notebooks passed")
     # the notebook printed sys.executable: the prepared environment's Python, not the engine's
     assert run.group("✅ passed where.ipynb").splitlines()[-1] == str(user_env / "bin" / "python")
+    # kernel-start: fork forked the kernel registered by the action (its spec has interpreter flags)
+    assert "starting kernels normally" not in run.log
+    [command_line] = [line for line in run.group("✅ passed where.ipynb").splitlines() if line.startswith("command line:")]
+    assert "_zygote_server.py" in command_line
 
 
 def test_conda_environment_is_detected_cached_and_activated(act):
