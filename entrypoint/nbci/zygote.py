@@ -168,6 +168,7 @@ class Template:
 
     process: subprocess.Popen
     sock: socket.socket
+    flags: Tuple[str, ...] = ()  # its interpreter flags: every kernel it forks has them, then "-m"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     error: Optional[str] = None
 
@@ -181,7 +182,7 @@ class Template:
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, start_new_session=True,
             )
         ours.setblocking(False)
-        template = cls(process, ours)
+        template = cls(process, ours, tuple(flags))
         try:
             reply = await template._receive(TEMPLATE_TIMEOUT)
         except BaseException:  # cancelled while it imports: it must not outlive the run
@@ -205,8 +206,7 @@ class Template:
 
     async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str) -> ForkedProcess:
         """Fork a kernel running ``cmd`` in ``cwd`` with exactly ``env``; raise ``ForkUnavailable``."""
-        _, module_at = split_command(cmd) or ([], 1)
-        request = json.dumps({"argv": cmd, "module_at": module_at, "env": env, "cwd": cwd,
+        request = json.dumps({"argv": cmd, "module_at": 1 + len(self.flags), "env": env, "cwd": cwd,
                               "driver": os.getpid()}).encode()
         async with self.lock:
             if self.error:
