@@ -31,6 +31,9 @@ class Run:
     def results(self) -> dict:
         return json.loads((self.output_dir / "results.json").read_text(encoding="utf-8"))
 
+    def results_paths(self) -> list:
+        return [nb["path"] for nb in self.results["notebooks"]]
+
     def result(self, path: str) -> dict:
         found = [nb for nb in self.results["notebooks"] if nb["path"] == path]
         assert found, f"{path} not in results: {[nb['path'] for nb in self.results['notebooks']]}"

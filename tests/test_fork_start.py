@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 import psutil
 import pytest
 
-from nbci.kernels import Kernel, KernelLauncher, KernelRequest
+from nbci.kernels import TAG_VARIABLE, Kernel, KernelLauncher, KernelRequest
 from nbci.zygote import unavailable_reason
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking kernels needs Linux")
@@ -126,6 +126,8 @@ def test_forked_kernel_is_like_a_normal_start(seeded: None, tmp_path: Path, requ
     finally:
         spawner.close()
     me = os.getpid()
+    tags = [info["env"].pop(TAG_VARIABLE) for info in (normal, fork)]  # each kernel has its own
+    assert len(set(tags)) == 2 and all(tags)
     for key in ("cwd", "path", "executable", "flags", "xoptions", "warnings", "env", "hash", "mask", "handlers",
                 "subprocess"):
         assert fork[key] == normal[key], key

@@ -308,7 +308,7 @@ def check_reads_or_invalid(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "nb.ipynb"
     path.write_bytes(data)
     try:
-        nb = read_notebook(path)
+        nb, _ = read_notebook(tmp_path, path.name)
     except InvalidNotebook as exc:
         assert str(exc).startswith("not ") and "\n" not in str(exc)
         return

@@ -144,7 +144,7 @@ def test_more_shards_than_notebooks_leaves_empty_shards() -> None:
 
 
 def test_split_refuses_zero_shards() -> None:
-    with pytest.raises(ConfigError, match="--shards must be 1 or more"):
+    with pytest.raises(ConfigError, match="--shards must be between 1 and 256"):
         split(["a.ipynb"], {}, 0)
 
 

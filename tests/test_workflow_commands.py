@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nbci.report import workflow_commands as wc
+from runner_log import live_commands, parse
 
 
 def unescape(text: str, prop: bool = False) -> str:
@@ -96,22 +98,44 @@ def test_annotation_refuses_unknown_level():
         wc.annotation("debug", "x")
 
 
-def test_group_stops_commands_in_its_body():
-    body = "::error::injected\n::add-mask::secret\nplain"
-    text = wc.group("passed a.ipynb", body)
-    lines = text.splitlines()
-    assert lines[0] == "::group::passed a.ipynb"
-    assert lines[-1] == "::endgroup::"
-    match = re.fullmatch(r"::stop-commands::(nbci_[0-9a-f]{32})", lines[1])
-    assert match, lines[1]
-    token = match.group(1)
-    assert lines[2:5] == body.splitlines()
-    assert lines[5] == f"::{token}::"
-    assert token not in wc.group("again", body)  # a fresh token each time
+def github_log() -> Tuple[io.StringIO, wc.CommandLog]:
+    stream = io.StringIO()
+    log = wc.CommandLog(stream, github=True)
+    log.open()
+    return stream, log
 
 
-def test_group_without_body_has_no_stop_commands():
-    assert wc.group("x", "") == "::group::x\n::endgroup::\n"
+def test_text_in_the_log_is_never_a_command():
+    stream, log = github_log()
+    log.write("::error::injected\n  ::add-mask::secret\nok ##[warning]old form\n")
+    log.group("a\n::error::title.ipynb ##[error]x", "::error::in group\n##[set-output name=x]y")
+    log.commands([wc.annotation("error", "real one")])
+    log.close()
+    live = live_commands(stream.getvalue())
+    assert [(c.name, c.data) for c in live] == [("group", "a\\n::error::title.ipynb ##\u200b[error]x"),
+                                               ("endgroup", ""), ("error", "real one")]
+    assert "::add-mask::secret" in stream.getvalue()  # shown, not obeyed
+    assert stream.getvalue().endswith(f"::{log.token}::\n")  # commands work again after nbci
+
+
+def test_each_log_has_its_own_token():
+    assert wc.CommandLog(io.StringIO()).token != wc.CommandLog(io.StringIO()).token
+
+
+def test_without_github_the_log_has_no_stop_lines():
+    stream = io.StringIO()
+    log = wc.CommandLog(stream)
+    log.open()
+    log.group("x", "")
+    log.close()
+    assert stream.getvalue() == "::group::x\n::endgroup::\n"
+
+
+@given(st.text())
+def test_one_line_never_breaks_a_line_and_never_holds_the_old_form(text: str):
+    line = wc.one_line(text)
+    assert len(line.splitlines()) <= 1 and "##[" not in line
+    assert parse(line) is None or line.lstrip().startswith("::")  # only text that began with '::' itself
 
 
 def test_outputs_are_heredocs_that_survive_any_value(tmp_path: Path):

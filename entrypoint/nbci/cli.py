@@ -1,14 +1,13 @@
 """``nbci`` command line: parse into a ``Config``, run, report; the one place errors become exit codes.
 
 Exit codes: 0 every notebook passed, 1 some notebook did not, 2 usage or configuration error,
-128 + signal number when the run was interrupted (130 for Ctrl-C, 143 for SIGTERM).
+3 nbci could not do its own work (a report it could not write, an internal error), 128 + signal
+number when the run was interrupted (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import math
 import os
 import signal
@@ -17,21 +16,13 @@ from pathlib import Path
 from typing import Callable, List, Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
-from nbci.changes import select_changed
 from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
-from nbci.discover import discover
-from nbci.durations import expected_durations, run_order_durations
-from nbci.errors import ConfigError, NbciError, NoNotebooksError
-from nbci.report import Reporter
-from nbci.report.console import ConsoleReporter
-from nbci.report.junit import write_junit
-from nbci.results import RunResult, write_results
-from nbci.schedule import Scheduler
-from nbci.shard import matrix, parse_shard, select_shard
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from nbci.errors import ConfigError, NbciError
+from nbci.pipeline import EXIT_INTERNAL, EXIT_USAGE, list_notebooks, run_notebooks
+from nbci.report.workflow_commands import one_line
+from nbci.shard import MAX_SHARDS
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -62,6 +53,13 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} cannot be negative")
+    return value
+
+
+def shard_count(text: str) -> int:
+    value = positive_int(text)
+    if not 1 <= value <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SHARDS} (GitHub's matrix limit)")
     return value
 
 
@@ -141,7 +139,7 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
 def add_list_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
                         help="print a JSON array of paths")
-    parser.add_argument("--shards", type=positive_int, default=None, metavar="N",
+    parser.add_argument("--shards", type=shard_count, default=None, metavar="N",
                         help='print N shards as a JSON matrix: [{"shard": "1/N", "notebooks": [...]}, ...]')
 
 
@@ -199,86 +197,11 @@ def make_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     return config.validate()
 
 
-def find_notebooks(config: Config) -> List[str]:
-    paths = discover(config.patterns, config.root, config.excludes, config.output_dir)
-    if not paths and config.if_no_notebooks == "error":
-        raise NoNotebooksError(
-            f"no notebooks match {' '.join(config.patterns)} in {config.root}: "
-            "check the patterns, or pass --if-no-notebooks warn|ignore"
-        )
-    return paths
-
-
-def narrow(config: Config, paths: List[str]) -> List[str]:
-    """The discovered paths this job runs: those changed since ``--changed-since``, then one ``--shard``."""
-    if config.changed_since:
-        changed = select_changed(paths, config.changed_since, config.root)
-        print(f"nbci: {len(changed)} of {len(paths)} notebooks changed since {config.changed_since}", file=sys.stderr)
-        paths = changed
-    if config.shard:
-        shard = select_shard(paths, expected_durations(paths, config.root, config.durations), parse_shard(config.shard))
-        print(f"nbci: shard {config.shard} has {len(shard)} of {len(paths)} notebooks", file=sys.stderr)
-        paths = shard
-    return paths
-
-
-def make_reporters(config: Config, environ: Mapping[str, str]) -> List[Reporter]:
-    reporters: List[Reporter] = [ConsoleReporter()]
-    if config.github:
-        from nbci.report.github import GitHubReporter
-
-        reporters.append(GitHubReporter(environ))
-    return reporters
-
-
-def execute_run(config: Config, paths: Sequence[str], reporters: Sequence[Reporter]) -> RunResult:
-    """Run the notebooks on an event loop that turns SIGINT/SIGTERM into a clean cancellation."""
-    expected = run_order_durations(paths, config.root, config.durations, config.output_dir)
-    scheduler = Scheduler(config, reporters)
-    async def main() -> RunResult:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(signum, scheduler.cancel, signum)
-            except (NotImplementedError, RuntimeError):
-                pass
-        return await scheduler.run(paths, expected)
-
-    return asyncio.run(main())
-
-
-def command_run(config: Config, environ: Mapping[str, str]) -> int:
-    paths = find_notebooks(config)
-    if not paths:
-        if config.if_no_notebooks == "warn":
-            print(f"nbci: warning: no notebooks match {' '.join(config.patterns)} in {config.root}", file=sys.stderr)
-    paths = narrow(config, paths)
-    reporters = make_reporters(config, environ)
-    run = execute_run(config, paths, reporters) if paths else RunResult([])
-    run.shard = config.shard
-    write_results(run, config.output_dir / "results.json")
-    write_junit(run, config.junit or config.output_dir / "junit.xml")
-    for reporter in reporters:
-        reporter.run_finished(run, config)
-    if run.signal:
-        return 128 + run.signal
-    return EXIT_OK if run.ok else EXIT_FAILED
-
-
 def command_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Print the selected notebooks: one per line, a JSON array (``--json``) or a shard matrix (``--shards``)."""
+    """``nbci list``: one path per line, a JSON array (``--json``) or a shard matrix (``--shards``)."""
     options = vars(args)  # the namespace's own dict: what is popped here does not reach Config
     as_json, shards = options.pop("json"), options.pop("shards")
-    config = make_config(args, environ)
-    paths = narrow(config, find_notebooks(config))
-    if shards is not None:
-        print(json.dumps(matrix(paths, expected_durations(paths, config.root, config.durations), shards)))
-    elif as_json:
-        print(json.dumps(paths))
-    else:
-        for path in paths:
-            print(path)
-    return EXIT_OK
+    return list_notebooks(make_config(args, environ), as_json, shards)
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
@@ -288,10 +211,12 @@ def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, st
         args = build_parser(environ).parse_args(argv)
         if args.command == "list":
             return command_list(args, environ)
-        return command_run(make_config(args, environ), environ)
+        return run_notebooks(make_config(args, environ), environ)
     except NbciError as exc:
-        one_line = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # a path may hold a newline
-        print(f"nbci: error: {one_line}", file=sys.stderr)
+        print(f"nbci: error: {one_line(str(exc))}", file=sys.stderr)  # a path may hold a newline
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+    except Exception as exc:  # a bug in nbci: one line and exit 3, never 1 ("a notebook failed")
+        print(f"nbci: error: internal error: {one_line(f'{type(exc).__name__}: {exc}')}", file=sys.stderr)
+        return EXIT_INTERNAL

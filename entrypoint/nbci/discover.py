@@ -1,19 +1,23 @@
 """Find the notebooks to run: globs and files in, sorted relative POSIX paths out.
 
 Hidden folders (``.git``, ``.ipynb_checkpoints``, ...) are skipped unless a pattern names them
-explicitly, and so is the output folder, so a second run never picks up the first run's copies.
+explicitly, and so is every folder nbci marked as its output (``files.MARKER``), so no run ever
+picks up an earlier run's copies, whatever ``--output-dir`` it was given. The walk follows a link
+to a folder only when the folder's real path is inside the working directory and was not walked
+already: a link loop ends, a link out of the repository is not followed. A notebook that is a
+link to a file outside is still listed, and refused when it is read (``files``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Iterable, List, Optional, Pattern
+from typing import Dict, Iterable, Iterator, List, Optional, Pattern
 
 from nbci.errors import ConfigError
+from nbci.files import MARKER, inside, is_marked
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -86,30 +90,24 @@ def discover(
     patterns: Iterable[str],
     root: Path,
     excludes: Iterable[str] = (),
-    output_dir: Optional[Path] = None,
 ) -> List[str]:
-    """Return the notebooks the patterns select, as sorted, unique paths relative to ``root``.
+    """Return the notebooks the patterns select, as sorted paths relative to ``root``, one per file.
 
     A plain path must exist; a glob may match nothing. Raises ``ConfigError`` for a named file
-    that is missing or not a notebook, and for patterns that leave ``root``.
+    that is missing, not a notebook or inside an output folder, and for patterns that leave ``root``.
     """
     root = Path(root).resolve()
     exclude_res = [translate_glob(relative_pattern(e, root) or "**") for e in excludes]
-    skip_prefix = None
-    if output_dir is not None:
-        out = os.path.relpath(Path(output_dir).resolve(), root).replace(os.sep, "/")
-        if out != "." and not out.startswith("../"):
-            skip_prefix = out.rstrip("/") + "/"
     found = set()
     for pattern in patterns:
         rel = relative_pattern(pattern, root)
         for path in expand(rel, root, pattern):
-            if skip_prefix and path.startswith(skip_prefix):
-                continue
-            if any(r.match(path) for r in exclude_res):
-                continue
-            found.add(path)
-    return sorted(found)
+            if not any(r.match(path) for r in exclude_res):
+                found.add(path)
+    by_file: Dict[str, str] = {}
+    for path in sorted(found, key=lambda p: (p.count("/"), p)):  # the shortest path names a file
+        by_file.setdefault(os.path.realpath(root / path), path)
+    return sorted(by_file.values())
 
 
 def expand(rel: str, root: Path, original: str) -> List[str]:
@@ -117,24 +115,75 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
     if not GLOB_CHARS.search(rel):
         target = root / rel
         try:
-            is_dir, exists = target.is_dir(), target.exists()
+            is_dir, exists = target.is_dir(), os.path.lexists(target)
         except OSError as exc:  # e.g. a name too long for the file system
             raise ConfigError(f"{original}: {exc.strerror}; check the path") from None
         if is_dir:
+            if not inside(Path(os.path.realpath(target)), root):
+                raise ConfigError(f"{original}: a link to a folder outside the working directory; name a folder inside it")
             return expand(f"{rel}/**/*.ipynb" if rel else "**/*.ipynb", root, original)
         if not exists:
             raise ConfigError(f"{original}: no such notebook; check the path or quote a glob")
         if target.suffix != ".ipynb":
             raise ConfigError(f"{original}: not a .ipynb file; name notebooks or globs like 'docs/**/*.ipynb'")
+        marked = marked_folder(rel, root)
+        if marked is not None:
+            raise ConfigError(f"{original}: inside {marked or '.'}, a folder nbci writes its output to (it holds "
+                              f"{MARKER}): nbci never runs its copies; name the source notebook")
         return [rel]
-    explicit_hidden = is_hidden(rel)
-    matches = glob.glob(os.path.join(glob.escape(str(root)), rel), recursive=True)
-    paths = []
-    for match in matches:
-        relpath = os.path.relpath(match, root).replace(os.sep, "/")
-        if not match.endswith(".ipynb") or not os.path.isfile(match):
+    regex = translate_glob(rel)
+    start = literal_prefix(rel)
+    return [path for path in walk(root, start, include_hidden=is_hidden(rel)) if regex.match(path)]
+
+
+def marked_folder(relpath: str, root: Path) -> Optional[str]:
+    """The first folder on ``relpath``'s way from ``root`` that is an nbci output folder, or None."""
+    parts = relpath.split("/")[:-1]
+    for depth in range(len(parts) + 1):
+        folder = "/".join(parts[:depth])
+        if is_marked(root / folder):
+            return folder
+    return None
+
+
+def literal_prefix(rel: str) -> str:
+    """The folders a glob starts with before its first wildcard: where a walk for it begins."""
+    parts = rel.split("/")[:-1]
+    literal = []
+    for part in parts:
+        if GLOB_CHARS.search(part):
+            break
+        literal.append(part)
+    return "/".join(literal)
+
+
+def walk(root: Path, start: str, include_hidden: bool) -> Iterator[str]:
+    """Every ``.ipynb`` below ``root/start`` as a relative path: breadth first, links to folders
+    followed only into folders inside ``root`` not walked yet, marked output folders skipped."""
+    seen = set()
+    queue = [start]
+    while queue:
+        rel = queue.pop(0)
+        folder = root / rel if rel else root
+        real = os.path.realpath(folder)
+        if real in seen or not inside(Path(real), root) or is_marked(folder):
             continue
-        if CHECKPOINTS in relpath.split("/") or (is_hidden(relpath) and not explicit_hidden):
+        seen.add(real)
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
             continue
-        paths.append(relpath)
-    return paths
+        for entry in entries:
+            name = entry.name
+            if name == CHECKPOINTS or (name.startswith(".") and not include_hidden):
+                continue
+            child = f"{rel}/{name}" if rel else name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                continue
+            if is_dir:
+                queue.append(child)
+            elif name.endswith(".ipynb"):
+                yield child

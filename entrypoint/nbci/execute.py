@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from warnings import catch_warnings, simplefilter
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from nbci import results as st
+from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
 from nbci.results import CellError, NotebookResult
@@ -32,24 +34,106 @@ class InvalidNotebook(Exception):
     """The file is not a notebook nbformat can read; the message is nbformat's reason."""
 
 
+class NotebookExit(Exception):
+    """A cell raised ``SystemExit`` or called ``exit()``; ``code`` as the notebook gave it."""
+
+    def __init__(self, cell_index: int, code: str) -> None:
+        super().__init__(code)
+        self.cell_index = cell_index
+        self.code = code
+
+    @property
+    def clean(self) -> bool:
+        """Exit code 0 or none: the notebook ended early on purpose (papermill's rule)."""
+        return self.code.strip() in ("", "0", "None")
+
+
 def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def read_notebook(path: Path) -> NotebookNode:
-    """Read and validate a notebook as nbformat v4; raise ``InvalidNotebook`` with the reason."""
+def read_notebook(root: Path, relpath: str) -> Tuple[NotebookNode, List[str]]:
+    """Read a notebook as Jupyter does: v4, what nbformat repairs repaired; return it and a warning
+    per repair. Raise ``InvalidNotebook`` only for what cannot be read or run."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            nb = nbformat.read(handle, as_version=4)
-        nbformat.validate(nb)
-    except nbformat.ValidationError as exc:
-        raise InvalidNotebook(f"not a valid notebook: {exc.message}") from None
+        data = read_notebook_bytes(root, relpath)
+    except UnsafePath as exc:
+        raise InvalidNotebook(str(exc)) from None
+    try:
+        # nbformat.reads without its own validation, which logs every problem repair() handles
+        nb = nbformat.convert(nbformat.reader.reads(data.decode("utf-8")), 4)
     except UnicodeDecodeError as exc:
         raise InvalidNotebook(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except Exception as exc:  # nbformat raises many kinds for broken JSON and structure
+    except Exception as exc:  # nbformat raises many kinds for broken JSON and structure (RecursionError too)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidNotebook(f"not a readable notebook: {reason}") from None
-    return nb
+    try:
+        return nb, repair(nb)
+    except InvalidNotebook:
+        raise
+    except Exception as exc:  # a structure nbformat's own tools trip over
+        raise InvalidNotebook(f"not a readable notebook: {type(exc).__name__} while reading its structure") from None
+
+
+def repair(nb: NotebookNode) -> List[str]:
+    """Make ``nb`` valid the way Jupyter's own tools do (in place); return what was changed or is
+    still off. Raise ``InvalidNotebook`` when its cells cannot be run at all."""
+    warnings: List[str] = []
+    minor = nb.get("nbformat_minor")
+    if isinstance(minor, int) and minor < 5 and any(isinstance(c, dict) and "id" in c for c in nb.get("cells", [])):
+        nb.nbformat_minor = 5  # ids appeared in 4.5; Jupyter reads them in any 4.x
+        warnings.append("its cells have ids, which nbformat 4.4 and older do not allow: read as nbformat 4.5")
+    try:
+        changes, repaired = nbformat.validator.normalize(nb)  # missing or duplicate cell ids, and the like
+    except Exception:  # nbformat < 5.7 has no normalize; odd structures make it raise
+        changes, repaired = 0, nb
+    if changes:
+        nb.clear()
+        nb.update(nbformat.from_dict(repaired))
+        warnings.append(f"nbformat repaired {changes} problem(s) in it (missing or duplicate cell ids, ...)")
+    try:
+        with catch_warnings():
+            simplefilter("ignore")
+            nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        check_runnable(nb)
+        warnings.append(f"not valid nbformat ({exc.message}): run anyway, as Jupyter opens it")
+    except Exception as exc:  # the validator itself fails on some structures (an id that is a list)
+        raise InvalidNotebook(f"not a readable notebook: nbformat cannot validate it ({type(exc).__name__})") from None
+    return warnings
+
+
+def check_runnable(nb: NotebookNode) -> None:
+    """Raise ``InvalidNotebook`` unless the structure nbci and nbclient rely on is there: a metadata
+    mapping (a kernelspec, when given, with a name), and cells of a known type with a text source."""
+    metadata, cells = nb.get("metadata"), nb.get("cells")
+    kernelspec = metadata.get("kernelspec", {}) if isinstance(metadata, dict) else None
+    if not isinstance(kernelspec, dict) or not isinstance(kernelspec.get("name", ""), str):
+        raise InvalidNotebook("not a readable notebook: its metadata or kernelspec is not a mapping with a name")
+    if not isinstance(cells, list):
+        raise InvalidNotebook("not a readable notebook: it has no list of cells")
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw") \
+                or not isinstance(cell.get("source"), str) or not isinstance(cell.get("metadata", {}), dict):
+            raise InvalidNotebook(f"not a readable notebook: cell {index} has no known cell_type, text source "
+                                  "or metadata mapping")
+        cell.setdefault("metadata", {})
+
+
+def clear_outputs(nb: NotebookNode) -> None:
+    """Remove every code cell's outputs, count and timing, so the copy shows only what this run did."""
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            cell.setdefault("metadata", {}).pop("execution", None)
+
+
+def mark_not_run(nb: NotebookNode, after: Optional[int]) -> None:
+    """Mark the code cells after index ``after`` (all, when None) as not run in the executed copy."""
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") == "code" and (after is None or index > after):
+            cell.setdefault("metadata", {})["nbci"] = {"not_run": True}
 
 
 def kernel_name(nb: NotebookNode, override: Optional[str]) -> str:
@@ -66,6 +150,7 @@ class Watch:
     cell_source: str = ""
     peak_rss: Optional[int] = None
     kill_reason: Optional[Tuple[str, str, str]] = None  # (status, ename, message) when nbci killed the kernel
+    stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook
 
     @property
     def elapsed(self) -> float:
@@ -92,6 +177,15 @@ class NbciClient(NotebookClient):
                 marker = f"\n[nbci: stream output truncated after {STREAM_CAP // 2**20} MiB in this cell]\n"
                 msg = {**msg, "content": {**msg["content"], "text": text[: STREAM_CAP - used] + marker}}
         return super().output(outs, msg, display_id, cell_index)
+
+    async def _check_raise_for_error(self, cell: NotebookNode, cell_index: int, exec_reply: Optional[Dict]) -> None:
+        """A ``SystemExit`` (or IPython's ``exit()``) ends the notebook, whatever ``allow_errors`` says."""
+        content = (exec_reply or {}).get("content", {})
+        if content.get("status") == "error" and content.get("ename") == "SystemExit":
+            raise NotebookExit(cell_index, content.get("evalue", ""))
+        if any(isinstance(p, dict) and p.get("source") == "ask_exit" for p in content.get("payload", [])):
+            raise NotebookExit(cell_index, "")
+        await super()._check_raise_for_error(cell, cell_index, exec_reply)
 
     async def run_cells(self) -> None:
         """Execute every cell in order, like ``async_execute`` but on a kernel we already started."""
@@ -144,15 +238,27 @@ async def execute(
         allow_errors=allow_errors, resources={"metadata": {"path": str(cwd)}},
     )
     client.kc = kernel.client
+    clear_outputs(nb)
     try:
         await client.run_cells()
+    except NotebookExit as exc:
+        mark_not_run(nb, exc.cell_index)
+        if exc.clean:
+            watch.stopped_at = exc.cell_index
+            return st.PASSED, None
+        error = cell_error(nb, exc.cell_index, "SystemExit", exc.code)
+        error.evalue = f"the notebook exited with code {exc.code!r} (sys.exit): only 0 or no code ends it early and passes"
+        return st.FAILED, error
     except CellExecutionError as exc:
+        mark_not_run(nb, watch.cell_index)
         return st.FAILED, cell_error(nb, watch.cell_index, exc.ename, exc.evalue)
     except CellTimeoutError:
+        mark_not_run(nb, watch.cell_index)
         message = f"cell {watch.cell_index} ran longer than --timeout {timeout:g} s"
         mark_cell(nb, watch.cell_index, "CellTimeoutError", message)
         return st.TIMEOUT, CellError("CellTimeoutError", message, watch.cell_index)
     except (DeadKernelError, RuntimeError, TimeoutError, asyncio.TimeoutError) as exc:
+        mark_not_run(nb, watch.cell_index)
         if is_cancelled():
             status, ename, message = st.CANCELLED, "Cancelled", "the run was cancelled while this notebook ran"
         elif watch.kill_reason:
@@ -173,12 +279,10 @@ async def wait_exit(kernel: Kernel, within: float = 2.0) -> Optional[int]:
     return kernel.returncode()
 
 
-def write_notebook(nb: NotebookNode, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".nbci-tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        nbformat.write(nb, handle)
-    tmp.replace(path)
+def write_notebook(nb: NotebookNode, path: Path, base: Path) -> None:
+    """Write ``nb`` to ``path`` atomically, creating the folders from ``base`` without following links."""
+    ensure_folder(path.parent, base)
+    write_atomic(path, nbformat.writes(nb))
 
 
 def invalid_result(path: str, reason: str) -> NotebookResult:

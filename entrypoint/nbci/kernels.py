@@ -4,12 +4,21 @@ Every notebook gets one fresh kernel that no other notebook ever touches. Kernel
 sockets (a path per kernel) where the platform has them, so parallel starts cannot collide on TCP
 ports. A ``KernelPool`` starts the kernels of the next notebooks in the queue while the current
 ones run, with the very cwd and environment a normal start would give them.
+
+What a kernel can reach is bounded: its environment lacks the runner's files and tokens
+(``HIDDEN_VARIABLES``), it gets no stdin (``input()`` fails at once), and what its process writes
+to stdout/stderr is read by nbci (``KernelOutput``), never passed to the job log directly. On
+Linux nbci is a child subreaper for the whole run and tags each kernel's environment
+(``TAG_VARIABLE``): when a notebook ends, its kernel's descendants die with it, also those that
+left its process tree (``setsid``, double fork) and were re-parented to nbci.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -19,17 +28,152 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Any, Dict, Hashable, List, Optional, Set
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Set
 
 import psutil
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from nbci.iopub import BoundedIOPubChannel
+from nbci.results import KERNEL_OUTPUT_CHARS
 from nbci.zygote import ForkProvisioner, Zygotes
 
 HIST_FILE_ARG = "--HistoryManager.hist_file=:memory:"
+# The runner's files a step writes to change later steps (GITHUB_ENV: variables such as BASH_ENV;
+# GITHUB_OUTPUT: the action's outputs); the ACTIONS_* variables carry the runner's tokens.
+HIDDEN_VARIABLES = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_STATE")
+HIDDEN_PREFIXES = ("ACTIONS_",)
+TAG_VARIABLE = "NBCI_KERNEL_TAG"  # "<run>-<n>": which kernel a process descends from
+PR_SET_CHILD_SUBREAPER = 36
+READ_CHUNK = 65536
 IOPUB_PROBE = 0.1  # seconds to wait for IOPub after each kernel_info reply before asking again
+
+
+def kernel_environment(environ: Mapping[str, str], tag: str) -> Dict[str, str]:
+    """The environment a kernel starts with: ``environ`` less the runner's files and tokens, plus its tag."""
+    env = {key: value for key, value in environ.items()
+           if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
+    env[TAG_VARIABLE] = tag
+    return env
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux); False where that is impossible."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def child_pids(pid: int) -> List[int]:
+    """The direct children of ``pid``: from /proc without scanning every process where Linux says."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(part) for part in handle.read().split()]
+    except (OSError, ValueError):
+        try:
+            return [child.pid for child in psutil.Process(pid).children()]
+        except psutil.Error:
+            return []
+
+
+def descendants(pid: int) -> List[int]:
+    """``pid``'s descendants, parents before children."""
+    found: List[int] = []
+    queue = child_pids(pid)
+    while queue:
+        child = queue.pop(0)
+        if child not in found:
+            found.append(child)
+            queue.extend(child_pids(child))
+    return found
+
+
+def tagged_children(tag: str) -> List[int]:
+    """This process's children that started with ``TAG_VARIABLE`` equal to ``tag`` or ``tag-...``."""
+    found = []
+    for pid in child_pids(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                variables = handle.read().split(b"\0")
+        except OSError:
+            continue
+        prefix = f"{TAG_VARIABLE}={tag}".encode()
+        if any(v == prefix or v.startswith(prefix + b"-") for v in variables):
+            found.append(pid)
+    return found
+
+
+def kill_orphans(tag: str, spare: Optional[int] = None) -> None:
+    """Kill (and reap) the re-parented processes carrying ``tag``, with their descendants."""
+    orphans = [pid for pid in tagged_children(tag) if pid != spare]
+    kill_pids(pid for orphan in orphans for pid in [orphan] + descendants(orphan))
+    reap(orphans)
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class KernelOutput:
+    """What a kernel process writes to its stdout and stderr: read through a pipe, first ``limit``
+    characters kept, the rest counted."""
+
+    def __init__(self, limit: int = KERNEL_OUTPUT_CHARS) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        self.limit = limit
+        self._chunks: List[bytes] = []
+        self._kept = 0
+        self.dropped = 0
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def start(self) -> None:
+        """Close our copy of the write end (the kernel has it) and read on the running loop."""
+        os.close(self.write_fd)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.read_fd, self._read)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.read_fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.stop()
+            return
+        room = max(0, self.limit - self._kept)
+        self._chunks.append(data[:room])
+        self._kept += min(room, len(data))
+        self.dropped += max(0, len(data) - room)
+
+    def stop(self) -> None:
+        """Stop reading and close the pipe (a descendant still writing gets EPIPE)."""
+        if self.read_fd < 0:
+            return
+        if self._loop is not None:
+            self._loop.remove_reader(self.read_fd)
+        else:
+            os.close(self.write_fd)
+        os.close(self.read_fd)
+        self.read_fd = -1
+
+    def text(self) -> str:
+        """What was written so far (what is waiting in the pipe included)."""
+        if self.read_fd >= 0:
+            self._read()
+        text = b"".join(self._chunks).decode("utf-8", errors="replace")
+        if self.dropped:
+            text += f"\n[nbci: {self.dropped} more bytes of kernel output cut]\n"
+        return text
 
 
 class KernelStartError(Exception):
@@ -51,6 +195,8 @@ class Kernel:
     name: str
     manager: AsyncKernelManager
     client: object  # jupyter_client AsyncKernelClient
+    tag: str = ""  # its TAG_VARIABLE value
+    output: Optional[KernelOutput] = None
 
     @property
     def process(self) -> Optional[Any]:
@@ -69,11 +215,13 @@ class Kernel:
         """The kernel process and all its descendants; empty once it is gone."""
         if self.pid is None:
             return []
-        try:
-            root = psutil.Process(self.pid)
-            return [root] + root.children(recursive=True)
-        except psutil.Error:
-            return []
+        procs = []
+        for pid in [self.pid] + descendants(self.pid):
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        return procs
 
     def tree_rss(self) -> Optional[int]:
         """Resident memory of the kernel and all its children, in bytes; None once it is gone."""
@@ -89,21 +237,29 @@ class Kernel:
         return total
 
     def kill_tree(self) -> None:
-        """SIGKILL the kernel's process group and every descendant it left elsewhere."""
+        """SIGKILL the kernel's process group, every descendant, and every process that left its
+        tree for this one (re-parented orphans still carrying its tag)."""
         pid = self.pid
         if pid is None:
             return
-        procs = self.processes()
+        pids = [pid] + descendants(pid)
         if hasattr(os, "killpg"):
             try:
                 os.killpg(os.getpgid(pid), signal.SIGKILL)
             except (OSError, ProcessLookupError):
                 pass
-        for proc in procs:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        kill_pids(pids)
+        if self.tag:
+            kill_orphans(self.tag, spare=pid)
+
+
+def reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of our own killed children, so they leave no zombies."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
 
 
 def describe_exit(code: Optional[int]) -> str:
@@ -168,7 +324,9 @@ class KernelLauncher:
         self.startup_timeout = startup_timeout
         self.retries = retries
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="nbci-"))
-        self.zygotes = Zygotes(self.runtime_dir) if kernel_start == "fork" else None
+        self.run_tag = secrets.token_hex(6)
+        self.subreaper = become_subreaper()
+        self.zygotes = Zygotes(self.runtime_dir, self.subreaper) if kernel_start == "fork" else None
         self._count = 0
         self._ipykernel: Dict[str, bool] = {}
         self.live: Set[Kernel] = set()
@@ -210,13 +368,21 @@ class KernelLauncher:
             manager.provisioner = ForkProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec,
                                                   parent=manager)
             manager.provisioner.zygotes = self.zygotes
-        await manager.start_kernel(cwd=str(request.cwd), extra_arguments=extra)
+        tag = f"{self.run_tag}-{self._count}"
+        output = KernelOutput()
+        try:
+            await manager.start_kernel(cwd=str(request.cwd), extra_arguments=extra, stdout=output.write_fd,
+                                       stderr=output.write_fd, env=kernel_environment(os.environ, tag))
+        except BaseException:
+            output.stop()
+            raise
+        output.start()
         client = manager.client()
         client.iopub_channel_class = BoundedIOPubChannel  # huge outputs are cut before decoding
-        kernel = Kernel(request.name, manager, client)
+        kernel = Kernel(request.name, manager, client, tag=tag, output=output)
         self.live.add(kernel)
         try:
-            kernel.client.start_channels()
+            kernel.client.start_channels(stdin=False)  # and so input() raises StdinNotImplementedError at once
             await wait_until_ready(kernel.client, self.startup_timeout)
         except BaseException:
             await self.shutdown(kernel)
@@ -239,6 +405,8 @@ class KernelLauncher:
             await kernel.manager.cleanup_resources()
         except Exception:
             pass
+        if kernel.output is not None:
+            kernel.output.stop()
 
     def kill_all(self) -> None:
         """Synchronously kill every kernel still alive: the last resort on cancellation."""
@@ -246,9 +414,12 @@ class KernelLauncher:
             kernel.kill_tree()
 
     def close(self) -> None:
+        """Kill every kernel and every process any kernel of this run left behind; stop the templates."""
         self.kill_all()
         if self.zygotes is not None:
             self.zygotes.close()
+        if self.subreaper:
+            kill_orphans(self.run_tag)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 

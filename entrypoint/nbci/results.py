@@ -1,4 +1,10 @@
-"""Per-notebook and per-run results, and ``results.json`` (a public, versioned schema)."""
+"""Per-notebook and per-run results, and ``results.json`` (a public, versioned schema).
+
+What a notebook controls is stored bounded: an error's ``evalue`` keeps its first
+``MESSAGE_CHARS`` characters, a traceback its last ``TRACEBACK_CHARS`` (each line at most
+``MESSAGE_CHARS``), the kernel process's own output its first ``KERNEL_OUTPUT_CHARS``; a marker
+says what was cut.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from nbci.text import clip
+
 SCHEMA_VERSION = 1
+MESSAGE_CHARS = 10_000
+TRACEBACK_CHARS = 100_000
+KERNEL_OUTPUT_CHARS = 64 * 1024
 
 PASSED = "passed"
 FLAKY = "flaky"  # passed on a retry after a transient failure
@@ -33,6 +44,23 @@ class CellError:
     cell_index: Optional[int] = None
     traceback: List[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.ename = clip(self.ename, 200)
+        self.evalue = clip(self.evalue, MESSAGE_CHARS)
+        self.traceback = last_chars([clip(line, MESSAGE_CHARS) for line in self.traceback], TRACEBACK_CHARS)
+
+
+def last_chars(lines: List[str], limit: int) -> List[str]:
+    """The last lines of ``lines`` that fit in ``limit`` characters, with a marker for the rest."""
+    kept: List[str] = []
+    used = 0
+    for line in reversed(lines):
+        used += len(line) + 1
+        if used > limit:
+            return [f"[{len(lines) - len(kept)} earlier traceback lines cut]"] + kept[::-1]
+        kept.append(line)
+    return kept[::-1]
+
 
 @dataclass
 class NotebookResult:
@@ -46,6 +74,9 @@ class NotebookResult:
     error: Optional[CellError] = None
     peak_rss: Optional[int] = None  # bytes, the kernel's process tree
     attempts: int = 1
+    warnings: List[str] = field(default_factory=list)  # what nbci repaired or could not do, one line each
+    kernel_output: str = ""  # what the kernel process itself wrote to stdout/stderr (bounded)
+    stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook early
 
     @property
     def ok(self) -> bool:
@@ -108,12 +139,9 @@ class RunResult:
         }
 
 
-def write_results(run: RunResult, path: Path) -> None:
-    """Write ``results.json`` atomically, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def results_json(run: RunResult) -> str:
+    """The text of ``results.json``."""
+    return json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
 def read_results(path: Path) -> RunResult:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import math
+import os
 import re
 import sys
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -52,6 +54,7 @@ class Prepared:
     nb: Optional[NotebookNode] = None
     invalid: Optional[str] = None
     request: Optional[KernelRequest] = None
+    warnings: List[str] = field(default_factory=list)
 
 
 def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
@@ -83,11 +86,12 @@ class Scheduler:
     cancelled: bool = False
     signal: Optional[int] = None  # the signal that cancelled the run
     done: Dict[int, NotebookResult] = field(default_factory=dict)
+    duration: float = 0.0
 
     def __post_init__(self) -> None:
         self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
         self.pool = KernelPool(self.launcher)
-        self._prepared: Dict[int, Prepared] = {}
+        self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
 
     def cancel(self, signum: Optional[int] = None) -> None:
         """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
@@ -101,9 +105,16 @@ class Scheduler:
         try:
             await asyncio.gather(*(self._worker(queue) for _ in range(min(self.config.jobs, len(queue)) or 1)))
         finally:
+            for task in self._prepared.values():
+                task.cancel()
             await self.pool.drain()
             self.launcher.close()
-        return RunResult([self.done[i] for i in sorted(self.done)], time.monotonic() - started, self.cancelled,
+            self.duration = time.monotonic() - started
+        return self.result()
+
+    def result(self) -> RunResult:
+        """The results of the notebooks that finished, in discovery order."""
+        return RunResult([self.done[i] for i in sorted(self.done)], self.duration, self.cancelled,
                          engine_peak_rss=engine_peak_rss(), signal=self.signal)
 
     async def _worker(self, queue: List[Job]) -> None:
@@ -113,27 +124,32 @@ class Scheduler:
             result = await self._run_with_retries(job)
             self.done[job.index] = result
 
-    def _prepare(self, job: Job) -> Prepared:
+    def _prepare(self, job: Job) -> "asyncio.Future[Prepared]":
+        """The job's notebook being read (once, off the event loop), then its kernel being started."""
         if job.index not in self._prepared:
-            prepared = Prepared(job)
-            path = self.config.root / job.path
-            try:
-                prepared.nb = read_notebook(path)
-                name = kernel_name(prepared.nb, self.config.kernel)
-                prepared.request = KernelRequest(name, path.parent)
-            except InvalidNotebook as exc:
-                prepared.invalid = str(exc)
-            self._prepared[job.index] = prepared
+            self._prepared[job.index] = asyncio.ensure_future(self._read(job))
         return self._prepared[job.index]
+
+    async def _read(self, job: Job) -> Prepared:
+        prepared = Prepared(job)
+        try:
+            prepared.nb, prepared.warnings = await asyncio.get_running_loop().run_in_executor(
+                None, read_notebook, self.config.root, job.path)
+        except InvalidNotebook as exc:
+            prepared.invalid = str(exc)
+            return prepared
+        prepared.request = KernelRequest(kernel_name(prepared.nb, self.config.kernel),
+                                         (self.config.root / job.path).parent)
+        if not self.cancelled:
+            self.pool.prefetch((job.index, 1), prepared.request)
+        return prepared
 
     def _prefetch(self, upcoming: Sequence[Job]) -> None:
         for job in upcoming:
-            prepared = self._prepare(job)
-            if prepared.request is not None:
-                self.pool.prefetch((job.index, 1), prepared.request)
+            self._prepare(job)
 
     async def _run_with_retries(self, job: Job) -> NotebookResult:
-        prepared = self._prepare(job)
+        prepared = await self._prepare(job)
         del self._prepared[job.index]
         for reporter in self.reporters:
             reporter.notebook_started(job.path)
@@ -142,6 +158,7 @@ class Scheduler:
             result = invalid_result(job.path, prepared.invalid)
         else:
             result, nb = await self._attempts(prepared)
+            result.warnings = prepared.warnings + result.warnings
         for reporter in self.reporters:
             reporter.notebook_finished(result, nb)
         return result
@@ -176,22 +193,37 @@ class Scheduler:
             finally:
                 monitor.cancel()
                 self.pool.release(kernel)
-            result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss)
+            result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
+                                    kernel_output=kernel.output.text() if kernel.output else "",
+                                    stopped_at=watch.stopped_at)
         result.duration = round(watch.elapsed, 3)
         result.attempts = attempt
-        result.output_path = self._write_copy(job, nb, result)
+        self._write_copy(job, nb, result)
         return result
 
-    def _write_copy(self, job: Job, nb: NotebookNode, result: NotebookResult) -> str:
-        """Write the executed (or partial) copy; return its path, relative to the root when inside."""
-        nb.metadata["nbci"] = {"status": result.status, "duration": result.duration,
+    def _write_copy(self, job: Job, nb: NotebookNode, result: NotebookResult) -> None:
+        """Write the executed (or partial) copy and set ``result.output_path`` (relative to the root when
+        inside). A copy that cannot be written fails a passed notebook; the run goes on either way."""
+        nb.metadata["nbci"] = {"status": result.status, "duration": result.duration, "stopped_at": result.stopped_at,
                                "error": asdict(result.error) if result.error else None}
-        target = self.config.root / job.path if self.config.inplace else self.config.output_dir / job.path
-        write_notebook(nb, target)
+        if self.config.inplace:
+            target = Path(os.path.realpath(self.config.root / job.path))  # read from there: inside the root
+            base = target.parent
+        else:
+            target, base = self.config.output_dir / job.path, self.config.output_dir
         try:
-            return target.relative_to(self.config.root).as_posix()
+            write_notebook(nb, target, base)
+        except OSError as exc:
+            reason = f"could not write the executed copy {target}: {exc.strerror or exc}"
+            if result.ok:
+                result.status, result.error = st.FAILED, CellError("OutputWriteError", reason)
+            else:
+                result.warnings.append(reason)
+            return
+        try:
+            result.output_path = target.relative_to(self.config.root).as_posix()
         except ValueError:
-            return str(target)
+            result.output_path = str(target)
 
     async def _monitor(self, job: Job, kernel: Kernel, watch: Watch) -> None:
         """Sample memory, enforce the memory and notebook limits, and report a heartbeat."""

@@ -20,7 +20,8 @@ from typing import Dict, List, Mapping, Sequence
 
 from nbci.errors import ConfigError
 
-SHARD_SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+MAX_SHARDS = 256  # GitHub runs at most 256 jobs per matrix
+SHARD_SPEC = re.compile(r"\s*(\d{1,20})\s*/\s*(\d{1,20})\s*")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ def parse_shard(text: str) -> Shard:
     if not match:
         raise ConfigError(f"--shard {text!r} is not I/N: pass e.g. 1/4 for the first of four shards")
     index, count = int(match.group(1)), int(match.group(2))
+    if count > MAX_SHARDS:
+        raise ConfigError(f"--shard {text!r}: at most {MAX_SHARDS} shards (GitHub's matrix limit)")
     if count < 1 or not 1 <= index <= count:
         raise ConfigError(f"--shard {text!r}: I must be between 1 and N (N >= 1), e.g. 1/{max(count, 1)}")
     return Shard(index, count)
@@ -47,8 +50,8 @@ def parse_shard(text: str) -> Shard:
 
 def split(paths: Sequence[str], weights: Mapping[str, float], count: int) -> List[List[str]]:
     """``count`` shards of ``paths`` (each sorted), balanced by ``weights`` (missing weight: 0)."""
-    if count < 1:
-        raise ConfigError(f"--shards must be 1 or more, not {count}")
+    if not 1 <= count <= MAX_SHARDS:
+        raise ConfigError(f"--shards must be between 1 and {MAX_SHARDS} (GitHub's matrix limit), not {count}")
     shards: List[List[str]] = [[] for _ in range(count)]
     loads = [(0.0, i) for i in range(count)]  # a heap of (total weight, shard index)
     for path in sorted(set(paths), key=lambda p: (-weights.get(p, 0.0), p)):

@@ -23,14 +23,12 @@ when a module is imported) cannot change after a fork: a template therefore serv
 whose environment equals its own, apart from ``PER_KERNEL_VARS``, which the kernel re-applies.
 A kernel with another environment gets its own template (at most ``MAX_TEMPLATES``).
 
-Side effect while forking: nbci is a child subreaper, so processes orphaned by any kernel are
-re-parented to nbci (and reaped by the system when nbci exits) instead of to init.
+nbci is a child subreaper for the whole run (``kernels.become_subreaper``), which forking needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
 import select
@@ -47,7 +45,7 @@ from jupyter_client.provisioning import LocalProvisioner
 
 SERVER = Path(__file__).with_name("_zygote_server.py")
 KERNEL_MODULES = ("ipykernel_launcher", "ipykernel")
-PER_KERNEL_VARS = ("JPY_PARENT_PID", "JPY_SESSION_NAME")
+PER_KERNEL_VARS = ("JPY_PARENT_PID", "JPY_SESSION_NAME", "NBCI_KERNEL_TAG")
 INTERPRETER_START_VARS = (
     "PYTHONHASHSEED", "PYTHONPATH", "PYTHONHOME", "PYTHONWARNINGS", "PYTHONSAFEPATH",
     "PYTHONDONTWRITEBYTECODE", "PYTHONUTF8", "PYTHONDEVMODE", "PYTHONOPTIMIZE", "PYTHONIOENCODING",
@@ -61,7 +59,6 @@ VALUED_FLAGS = ("-X", "-W")  # "-X opt" or "-Xopt": also applied at interpreter 
 MAX_TEMPLATES = 4
 MAX_MESSAGE = 1 << 16
 TEMPLATE_TIMEOUT = 60.0  # seconds for a template to import ipykernel
-PR_SET_CHILD_SUBREAPER = 36
 
 
 class ForkUnavailable(Exception):
@@ -95,7 +92,7 @@ def unavailable_reason(cmd: List[str], env: Dict[str, str], cwd: Optional[str], 
     if split is None or cmd[split[1] + 1] not in KERNEL_MODULES:
         return (f"the kernelspec is not 'python [FLAGS] -m ipykernel_launcher ...' with flags among "
                 f"-X, -W, -{''.join(sorted(FORKABLE_FLAGS))}: {cmd[:3]}")
-    if any(extra.get(key) is not None for key in ("stdin", "stdout", "stderr")) or extra.get("independent"):
+    if extra.get("stdin") is not None or extra.get("independent"):
         return "the kernel has custom launch arguments"
     if cwd is None or not os.path.isdir(cwd):
         return f"the kernel's folder {cwd} does not exist"
@@ -204,8 +201,9 @@ class Template:
             return {"error": self.error}
         return json.loads(data)
 
-    async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str) -> ForkedProcess:
-        """Fork a kernel running ``cmd`` in ``cwd`` with exactly ``env``; raise ``ForkUnavailable``."""
+    async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str, output: Tuple[int, int] = (1, 2)) -> ForkedProcess:
+        """Fork a kernel running ``cmd`` in ``cwd`` with exactly ``env``, its stdout and stderr on the
+        ``output`` descriptors; raise ``ForkUnavailable``."""
         request = json.dumps({"argv": cmd, "module_at": 1 + len(self.flags), "env": env, "cwd": cwd,
                               "driver": os.getpid()}).encode()
         async with self.lock:
@@ -213,7 +211,7 @@ class Template:
                 raise ForkUnavailable(self.error)
             stdin_r, stdin_w = os.pipe()
             try:
-                socket.send_fds(self.sock, [request], [stdin_r, 1, 2])
+                socket.send_fds(self.sock, [request], [stdin_r, *output])
             except OSError as exc:
                 os.close(stdin_w)
                 self.error = f"cannot reach the kernel template: {exc}"
@@ -239,11 +237,11 @@ class Template:
 class Zygotes:
     """The templates of one run, started on first need and stopped by ``close()``."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, subreaper: bool) -> None:
         self.workdir = workdir
         self._templates: Dict[TemplateKey, "asyncio.Task[Template]"] = {}
         self._notices: Set[str] = set()
-        self._subreaper: Optional[bool] = None
+        self.subreaper = subreaper  # whether nbci is a child subreaper, so a forked kernel is its child
 
     def notice(self, reason: str) -> None:
         """Say once per reason why kernels start normally."""
@@ -251,26 +249,19 @@ class Zygotes:
             self._notices.add(reason)
             print(f"nbci: --kernel-start fork: starting kernels normally: {reason}", file=sys.stderr)
 
-    def _become_subreaper(self) -> bool:
-        if self._subreaper is None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                self._subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-            except (OSError, AttributeError):
-                self._subreaper = False
-        return self._subreaper
-
-    async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str) -> ForkedProcess:
-        """Fork a kernel from the template for ``cmd``'s interpreter and flags and ``env``; raise ``ForkUnavailable``."""
-        if not self._become_subreaper():
+    async def fork(self, cmd: List[str], env: Dict[str, str], cwd: str, output: Tuple[int, int] = (1, 2)) -> ForkedProcess:
+        """Fork a kernel from the template for ``cmd``'s interpreter and flags and ``env``, its stdout and
+        stderr on the ``output`` descriptors; raise ``ForkUnavailable``."""
+        if not self.subreaper:
             raise ForkUnavailable("nbci cannot become a child subreaper (prctl failed)")
         key = template_key(cmd, env)
         if key not in self._templates:
             if len(self._templates) >= MAX_TEMPLATES:
                 raise ForkUnavailable(f"kernels need more than {MAX_TEMPLATES} different environments")
-            self._templates[key] = asyncio.ensure_future(Template.start(key[0], key[1], env, self.workdir))
+            template_env = {k: v for k, v in env.items() if k not in PER_KERNEL_VARS}
+            self._templates[key] = asyncio.ensure_future(Template.start(key[0], key[1], template_env, self.workdir))
         template = await asyncio.shield(self._templates[key])
-        return await template.fork(cmd, env, cwd)
+        return await template.fork(cmd, env, cwd, output)
 
     def close(self) -> None:
         for task in self._templates.values():
@@ -279,6 +270,13 @@ class Zygotes:
             else:
                 task.cancel()
         self._templates.clear()
+
+
+def descriptor(target: Any, default: int) -> int:
+    """The file descriptor a Popen-style ``stdout``/``stderr`` argument names (None: ours)."""
+    if target is None:
+        return default
+    return target if isinstance(target, int) else target.fileno()
 
 
 class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
@@ -299,8 +297,9 @@ class ForkProvisioner(LocalProvisioner):  # type: ignore[misc]
         extra = {k: v for k, v in kwargs.items() if k not in ("env", "cwd", "kernel_id", "extra_arguments")}
         reason = unavailable_reason(cmd, env, cwd, extra)
         if reason is None and self.zygotes is not None:
+            output = (descriptor(kwargs.get("stdout"), 1), descriptor(kwargs.get("stderr"), 2))
             try:
-                self.process = await self.zygotes.fork(cmd, env, cwd)
+                self.process = await self.zygotes.fork(cmd, env, cwd, output)
             except ForkUnavailable as exc:
                 reason = str(exc)
             else:

@@ -3,14 +3,17 @@
 Only active when ``GITHUB_ACTIONS=true`` (or ``--github``). Everything goes through the runner's
 documented channels: workflow commands on stdout, ``$GITHUB_OUTPUT`` and ``$GITHUB_STEP_SUMMARY``.
 
-- A log group per notebook as it finishes, with its streamed output and tracebacks (bounded).
+- A log group per notebook as it finishes, with its streamed output, tracebacks and whatever its
+  kernel process printed (bounded), all inert: see ``workflow_commands.CommandLog``.
 - One ``::error`` annotation per notebook that did not pass, pinned to the ``.ipynb`` file and
   the JSON line of the failing source line (at most ``MAX_ERROR_ANNOTATIONS``: GitHub shows no
   more per step; one ``::notice`` counts the rest).
 - Outputs ``total``, ``passed``, ``failed``, ``failed-notebooks`` (JSON list of paths relative to
   the working directory), ``results`` and ``output-dir`` (absolute paths).
 - A summary table and, per failure, the failing cell's source and the traceback's tail, kept
-  under GitHub's 1 MiB cap for one step's summary.
+  under GitHub's 1 MiB cap for one step's summary. Text from a notebook (paths, messages, sources,
+  tracebacks) appears only inside code fences or code spans, or on one line with its whitespace
+  collapsed and HTML escaped: it can never add a heading, a link, an image or markup.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import os
 import re
 import sys
-import threading
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -32,6 +34,8 @@ from nbformat import NotebookNode
 from nbci.config import Config
 from nbci.report import failing_source, tail
 from nbci.report import workflow_commands as wc
+from nbci.report.workflow_commands import CommandLog
+from nbci.text import clip as _clip
 from nbci.results import NotebookResult, RunResult
 
 MAX_ERROR_ANNOTATIONS = 10
@@ -61,22 +65,18 @@ class GitHubReporter:
     """Report a run to GitHub Actions; ``environ`` supplies ``GITHUB_OUTPUT`` and friends.
 
     A missing ``GITHUB_OUTPUT`` or ``GITHUB_STEP_SUMMARY`` skips that channel; annotations and
-    groups always go to ``stream`` (stdout by default), one whole block per write.
+    groups go to ``log`` (the job log on stdout by default), one whole block per write.
     """
 
-    def __init__(self, environ: Mapping[str, str], stream: Optional[TextIO] = None) -> None:
+    name = "the GitHub report (annotations, outputs, summary)"
+
+    def __init__(self, environ: Mapping[str, str], log: Optional[CommandLog] = None) -> None:
         self.output_file = environ.get("GITHUB_OUTPUT") or None
         self.summary_file = environ.get("GITHUB_STEP_SUMMARY") or None
         workspace = environ.get("GITHUB_WORKSPACE")
         self.workspace = Path(workspace) if workspace else None
-        self.stream = stream or sys.stdout
+        self.log = log or CommandLog(sys.stdout, github=True)
         self._sources: Dict[str, str] = {}  # the failing cell's source, by notebook path
-        self._lock = threading.Lock()
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(text)
-            self.stream.flush()
 
     def notebook_started(self, path: str) -> None:
         pass
@@ -90,10 +90,10 @@ class GitHubReporter:
         if source is not None:
             self._sources[result.path] = source
         title = f"{STATUS_ICONS.get(result.status, '')} {result.status} {result.path} ({result.duration:.1f} s)"
-        self._write(wc.group(title.strip(), notebook_log(result, notebook)))
+        self.log.group(title.strip(), notebook_log(result, notebook))
 
     def run_finished(self, run: RunResult, config: Config) -> None:
-        self._write("".join(line + "\n" for line in self.annotations(run, config)))
+        self.log.commands(self.annotations(run, config))
         if self.output_file:
             wc.write_outputs(self.output_file, step_outputs(run, config))
         room = SUMMARY_LIMIT - _size(self.summary_file) if self.summary_file else 0
@@ -104,6 +104,8 @@ class GitHubReporter:
         """``::error`` lines for the first failures, then one ``::notice`` for the rest."""
         failures = run.failures
         lines = [self.error_annotation(result, config) for result in failures[:MAX_ERROR_ANNOTATIONS]]
+        lines += [wc.annotation("warning", f"{result.path}: {warning}", file=repo_path(config.root / result.path,
+                                self.workspace), title="nbci") for result in run.notebooks for warning in result.warnings]
         rest = len(failures) - MAX_ERROR_ANNOTATIONS
         if rest > 0:
             lines.append(wc.annotation(
@@ -189,6 +191,8 @@ def json_error_line(text: str) -> Optional[int]:
         json.loads(text)
     except json.JSONDecodeError as exc:
         return exc.lineno
+    except (ValueError, RecursionError):  # too deeply nested to parse: no line to point at
+        return None
     return None
 
 
@@ -315,6 +319,9 @@ def notebook_log(result: NotebookResult, notebook: Optional[NotebookNode]) -> st
             lines.extend(_clip(line, LOG_LINE_CHARS) for t in texts for line in t.splitlines())
     if notebook is None and result.error:
         lines.append(failure_message(result))
+    if result.kernel_output:
+        lines.append("--- the kernel process printed ---")
+        lines.extend(_clip(line, LOG_LINE_CHARS) for line in result.kernel_output.splitlines())
     return "\n".join(tail(lines, LOG_LINES))
 
 
@@ -399,7 +406,7 @@ def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
     error = result.error
     where = f" in cell {error.cell_index}" if error and error.cell_index is not None else ""
     headline = _clip(f"{STATUS_TITLES.get(result.status, result.status)}{where}: {failure_message(result)}", 500)
-    title = f"<code>{html.escape(result.path)}</code> {html.escape(headline)}"
+    title = f"<code>{_html_line(result.path)}</code> {_html_line(headline)}"
     if not source and not (error and error.traceback):
         return f"{title}\n\n"
     parts = [f"<details><summary>{title}</summary>\n\n"]
@@ -421,16 +428,18 @@ def _fence(text: str, language: str) -> str:
     return f"{fence}{language}\n{text}\n{fence}\n\n"
 
 
+def _html_line(text: str) -> str:
+    """Text for one line of an HTML block: whitespace collapsed (a blank line would end the block),
+    HTML escaped (no tags, no entities), so Markdown never sees it as anything but text."""
+    return html.escape(" ".join(text.split()), quote=True)
+
+
 def _code(text: str) -> str:
-    """Inline code safe inside a Markdown table cell."""
-    text = text.replace("|", "\\|")
+    """Inline code safe inside a Markdown table cell: one line, no ``|`` ending the cell."""
+    text = " ".join(text.split()).replace("|", "\\|")
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     ticks = "`" * (longest + 1)
     return f"{ticks} {text} {ticks}" if longest else f"`{text}`"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
 
 
 def _size(path: str) -> int:

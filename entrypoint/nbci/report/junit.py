@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from nbci.results import FLAKY, PASSED, RunResult
@@ -25,6 +24,6 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
     return ET.ElementTree(suite)
 
 
-def write_junit(run: RunResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    junit_xml(run).write(path, encoding="utf-8", xml_declaration=True)
+def junit_bytes(run: RunResult) -> bytes:
+    """The JUnit XML document, encoded."""
+    return ET.tostring(junit_xml(run).getroot(), encoding="utf-8", xml_declaration=True)

@@ -6,16 +6,33 @@ too, or a path like ``a,b.ipynb`` would end the property early. Step outputs go 
 by ``$GITHUB_OUTPUT`` as heredocs whose delimiter is random, so no value can end its own entry;
 the job summary is Markdown appended to the file named by ``$GITHUB_STEP_SUMMARY``.
 
-Functions here return text and never print, so callers decide where it goes and tests read it.
+Notebook text is never a command. In GitHub mode ``CommandLog`` keeps the runner's command
+processing stopped (``::stop-commands::TOKEN``, one random token per run) around everything nbci
+and its kernels print, and lifts the stop only around nbci's own commands. On top of that every
+line nbci prints has ``##[`` (the runner's older command form, honoured anywhere in a line) broken
+by a zero-width space, and text put on one line (paths, messages) has its line breaks escaped.
+
+Functions here return text and never print, so callers decide where it goes and tests read it;
+``CommandLog`` is the one writer of the job log.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
+import threading
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, TextIO, Tuple, Union
+
+from nbci.text import clip
 
 Property = Union[str, int, None]
+
+OLD_COMMAND = "##["  # the runner's older form: "##[name]message", matched anywhere in a line
+INERT_OLD_COMMAND = "##\u200b["
+# Everything that ends a line for the runner or a viewer: str.splitlines() splits on all of these.
+LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+LINE_CHARS = 2000  # characters of one log line; longer lines are clipped with a marker
 
 # Python-style keyword -> the property name the runner expects.
 PROPERTY_NAMES = {"end_line": "endLine", "col": "col", "end_column": "endColumn"}
@@ -26,6 +43,17 @@ def escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def inert(text: str) -> str:
+    """``text`` with the runner's ``##[`` command form broken on every line (shown the same)."""
+    return text.replace(OLD_COMMAND, INERT_OLD_COMMAND)
+
+
+def one_line(text: str, limit: int = LINE_CHARS) -> str:
+    """``text`` as one inert log line: line breaks shown as escapes, clipped to ``limit`` characters."""
+    flat = LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)
+    return inert(clip(flat, limit))
+
+
 def escape_property(text: str) -> str:
     """Escape a property value: as data, plus ``:`` and ``,`` which delimit properties."""
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
@@ -33,16 +61,17 @@ def escape_property(text: str) -> str:
 
 def command(name: str, message: str = "", **properties: Property) -> str:
     """One workflow command line (no newline); properties that are None or empty are left out.
+    Message and properties are escaped and inert (``##[`` broken), whatever they hold.
 
     >>> command("error", "it broke", file="a.ipynb", line=3, title=None)
     '::error file=a.ipynb,line=3::it broke'
     """
     props = ",".join(
-        f"{PROPERTY_NAMES.get(key, key)}={escape_property(str(value))}"
+        f"{PROPERTY_NAMES.get(key, key)}={escape_property(inert(str(value)))}"
         for key, value in properties.items()
         if value is not None and str(value) != ""
     )
-    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+    return f"::{name}{' ' + props if props else ''}::{escape_data(inert(message))}"
 
 
 def annotation(
@@ -60,19 +89,58 @@ def annotation(
     return command(level, message, file=file, line=line, end_line=end_line, title=title)
 
 
-def group(title: str, body: str) -> str:
-    """A collapsible log group around ``body``, which is shown verbatim.
+class CommandLog:
+    """The job log: text written here is never a command; ``commands()`` issues nbci's own.
 
-    Lines in ``body`` that look like workflow commands (a notebook printing ``::error::`` or
-    ``::add-mask::``) are not obeyed: the runner's command processing is stopped around the
-    body with a random token, which the body cannot guess.
+    With ``github`` on, ``open()`` stops the runner's command processing with a random token and
+    ``close()`` resumes it; ``commands()`` resumes it just for its lines. Every write is whole
+    under a lock, so lines from concurrent writers never interleave. Without ``github`` the
+    stream gets the same inert text and no stop/resume lines.
     """
-    lines = [command("group", title)]
-    if body:
-        token = random_token()
-        lines += [command("stop-commands", token), body.rstrip("\n"), f"::{token}::"]
-    lines.append(command("endgroup"))
-    return "\n".join(lines) + "\n"
+
+    def __init__(self, stream: TextIO, github: bool = False) -> None:
+        self.stream = stream
+        self.github = github
+        self.token = random_token()
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def _emit(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def open(self) -> None:
+        """Stop command processing (GitHub mode) until ``close()``."""
+        if self.github and not self._stopped:
+            self._stopped = True
+            self._emit(command("stop-commands", self.token) + "\n")
+
+    def close(self) -> None:
+        """Resume command processing for whatever runs after nbci."""
+        if self._stopped:
+            self._stopped = False
+            self._emit(f"::{self.token}::\n")
+
+    def write(self, text: str) -> None:
+        """Write text as it is but inert: ``##[`` broken; inside the stopped region in GitHub mode."""
+        self._emit(inert(text))
+
+    def commands(self, lines: Iterable[str]) -> None:
+        """Issue nbci's own command ``lines`` (each built by ``command()``), live."""
+        self._emit(self._live(list(lines)))
+
+    def group(self, title: str, body: str) -> None:
+        """A collapsible log group titled ``title`` around ``body``, which stays inert."""
+        text = inert(body.rstrip("\n")) + "\n" if body.strip("\n") else ""
+        self._emit(self._live([command("group", one_line(title))]) + text + self._live([command("endgroup")]))
+
+    def _live(self, lines: List[str]) -> str:
+        """``lines`` wrapped so the runner obeys them even inside the stopped region."""
+        text = "".join(line + "\n" for line in lines)
+        if not self._stopped or not text:
+            return text
+        return f"::{self.token}::\n{text}{command('stop-commands', self.token)}\n"
 
 
 def random_token() -> str:
