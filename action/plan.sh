@@ -18,7 +18,9 @@
 #                     what the list job, or a run without shards, restores from: this branch's
 #                     newest entry, else any
 #   durations-save-key  what this job saves its durations under (list, or no shards: durations-key)
-# A bad input is reported as an ::error annotation and exit code 1.
+# A bad input is reported as an ::error annotation naming it, and exit code 1: every boolean is
+# exactly true or false, retention-days 1-90, shards and shard counts 1-256, artifact-name without
+# upload-artifact's forbidden characters (so no line break reaches $GITHUB_OUTPUT either).
 set -euo pipefail
 
 fail() {  # an ::error annotation; the message is escaped as workflow-command data
@@ -45,6 +47,32 @@ file_hash() {  # a short hash of the given files' contents (and of nothing, when
   cat -- "$@" 2>/dev/null | $sum | cut -c1-20
 }
 
+boolean() {  # an input that must be exactly true or false (GitHub passes every input as text)
+  case ${2-} in
+    true | false) ;;
+    *) fail "$1 must be true or false, not '${2-}'" ;;
+  esac
+}
+
+count() {  # a whole number from 1 to 256 (GitHub's matrix limit), checked before any arithmetic
+  [[ ${2-} =~ ^[0-9]{1,3}$ ]] && [ $((10#$2)) -ge 1 ] && [ $((10#$2)) -le 256 ] ||
+    fail "$1 must be a whole number from 1 to 256, not '${2-}'"
+}
+
+boolean cache "${INPUT_CACHE-true}"
+boolean allow-errors "${INPUT_ALLOW_ERRORS-false}"
+boolean fail-on-error "${INPUT_FAIL_ON_ERROR-true}"
+boolean upload "${INPUT_UPLOAD-true}"
+retention=${INPUT_RETENTION_DAYS-5}
+[[ $retention =~ ^[0-9]{1,2}$ ]] && [ $((10#$retention)) -ge 1 ] && [ $((10#$retention)) -le 90 ] ||
+  fail "retention-days must be a whole number of days from 1 to 90, not '$retention'"
+artifact=${INPUT_ARTIFACT_NAME-executed-notebooks}
+case $artifact in
+  "" | *[\":\<\>\|\*\?\\/]* | *$'\r'* | *$'\n'*)
+    fail "artifact-name must be non-empty without any of \" : < > | * ? \\ / or line breaks (upload-artifact refuses them), not '$artifact'" ;;
+esac
+[ "${#artifact}" -le 200 ] || fail "artifact-name must be at most 200 characters"
+
 workdir=${INPUT_WORKING_DIRECTORY:-.}
 [ -d "$workdir" ] || fail "working-directory '$workdir' does not exist in the workspace"
 workdir=${workdir%/}
@@ -69,13 +97,13 @@ shard=${shard//[[:space:]]/}
 shard_dir=""
 if [ "$mode" = list ]; then
   [ -z "$shard" ] || fail "shard is for mode: run; mode: list computes the shards (set shards)"
-  shards=${INPUT_SHARDS:-}
-  [[ $shards =~ ^[1-9][0-9]*$ ]] || fail "mode: list needs shards, a number of shards (1 or more), not '$shards'"
+  count "shards (mode: list needs it)" "${INPUT_SHARDS:-}"
   INPUT_SETUP=none  # the list job needs no environment for the notebooks
 elif [ -n "$shard" ]; then
-  [[ $shard =~ ^([0-9]+)/([0-9]+)$ ]] && [ $((10#${BASH_REMATCH[1]})) -ge 1 ] &&
+  [[ $shard =~ ^([0-9]{1,3})/([0-9]{1,3})$ ]] && [ $((10#${BASH_REMATCH[1]})) -ge 1 ] &&
+    [ $((10#${BASH_REMATCH[2]})) -le 256 ] &&
     [ $((10#${BASH_REMATCH[1]})) -le $((10#${BASH_REMATCH[2]})) ] ||
-    fail "shard must be I/N with 1 <= I <= N (e.g. \${{ matrix.shard }} from mode: list), not '$shard'"
+    fail "shard must be I/N with 1 <= I <= N <= 256 (e.g. \${{ matrix.shard }} from mode: list), not '$shard'"
   shard_dir="shard-$((10#${BASH_REMATCH[1]}))-of-$((10#${BASH_REMATCH[2]}))"
 fi
 
@@ -93,10 +121,6 @@ case $installer in
   *) fail "installer must be uv or pip, not '$installer'" ;;
 esac
 cache=${INPUT_CACHE:-true}
-case $cache in
-  true | false) ;;
-  *) fail "cache must be true or false, not '$cache'" ;;
-esac
 if [ "$setup" = conda ] && { [ -z "$environment_file" ] || [ ! -f "$environment_file" ]; }; then
   fail "setup: conda needs an environment file, and '$environment_file' does not exist (set environment-file)"
 fi
@@ -138,7 +162,7 @@ if [ "$cache" = true ]; then
     durations_save_key="${durations_key%-list}-${GITHUB_RUN_ATTEMPT:-1}-$shard_dir"
   fi
 fi
-artifact_name=${INPUT_ARTIFACT_NAME-executed-notebooks}${shard_dir:+-$shard_dir}
+artifact_name=$artifact${shard_dir:+-$shard_dir}
 
 key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
 [ -z "$requirements" ] || key_files+=("$requirements")

@@ -4,6 +4,10 @@ The engine (nbclient, jupyter_client, ...) never shares an environment with the 
 cannot upgrade, downgrade or conflict with what they need, and it installs on PEP 668 systems.
 Run by action.yml with the Python that will run the notebooks.
 
+The install is reproducible: every dependency, setuptools and uv come from ``engine.lock`` (exact
+versions with hashes, installed with hash checking); the engine itself is then built from the
+action's checkout with that setuptools, without build isolation, so nothing unhashed is fetched.
+
 Environment:
   NBCI_ENGINE_DIR     where to create the virtual environment
   NBCI_INSTALLER      ``uv`` (default) or ``pip``
@@ -16,15 +20,12 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, List, Mapping, Optional
 
 from common import ACTION_PATH, StepError, main, required, run, uv_environment, venv_executable
 
 
-def bootstrap_uv(venv: Path) -> Path:
-    """Install uv with pip into the engine's venv (when there is no uv on PATH)."""
-    run([venv_executable(venv, "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uv"])
-    return venv_executable(venv, "uv")
+LOCK = Path(__file__).with_name("engine.lock")
 
 
 def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) -> Dict[str, str]:
@@ -38,15 +39,22 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
     uv_on_path = shutil.which("uv") if installer == "uv" else None
     run([sys.executable, "-m", "venv", "--clear", *(["--without-pip"] if uv_on_path else []), venv])
     python = venv_executable(venv, "python")
-    uv = None
-    if installer == "uv":
-        uv = Path(uv_on_path) if uv_on_path else bootstrap_uv(venv)
-        run([uv, "pip", "install", "--python", python, action_path], env=uv_environment(environ))
-    else:
-        run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", action_path])
+    for command in install_commands(python, Path(uv_on_path) if uv_on_path else None, action_path):
+        run(command, env=uv_environment(environ) if uv_on_path else None)
     nbci = venv_executable(venv, "nbci")
     run([nbci, "--version"])
+    uv = (Path(uv_on_path) if uv_on_path else venv_executable(venv, "uv")) if installer == "uv" else None
     return {"nbci": str(nbci), "uv": str(uv) if uv else ""}
+
+
+def install_commands(python: Path, uv: Optional[Path], action_path: Path) -> List[List[object]]:
+    """The lock with hash checking (uv included: bootstrapped with pip when none is on PATH), then the
+    engine from ``action_path`` without its dependencies, built offline with the locked setuptools."""
+    if uv is not None:
+        pip: List[object] = [uv, "pip", "install", "--python", python]
+    else:
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    return [[*pip, "--require-hashes", "-r", LOCK], [*pip, "--no-deps", "--no-build-isolation", action_path]]
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 ROW = re.compile(r"^\|\s*`([^`]+)`\s*\|(.*)\|\s*$")
 NO_DEFAULT = "—"
 
@@ -82,3 +83,28 @@ def test_every_output_comes_from_a_step_of_the_action():
     for name, spec in action()["outputs"].items():
         match = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.([\w-]+) \}\}", spec["value"])
         assert match and match.group(1) in steps, f"outputs.{name}: {spec['value']}"
+
+
+def test_readme_links_resolve():
+    text = README.read_text(encoding="utf-8")
+    anchors = {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+               for heading in re.findall(r"^#+ (.*)$", text, re.MULTILINE)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        if target.startswith("#"):
+            assert target[1:] in anchors, target
+        else:
+            assert (ROOT / target.split("#")[0]).exists(), target
+
+
+def test_readme_workflows_are_least_privilege():
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
+    for block in blocks:
+        for match in re.finditer(r"uses: actions/checkout@\S+\n((?:\s+.*\n)*)", block):
+            assert "persist-credentials: false" in match.group(1), block
+        if "jobs:" in block or "changed-since" in block:
+            assert "permissions:" in block, block
+    security = text.split("## Security", 1)[1].split("\n## ", 1)[0]
+    assert "pull_request_target" in security and "workflow_run" in security

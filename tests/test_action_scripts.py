@@ -107,8 +107,22 @@ def test_cache_key_follows_the_dependency_files(plan):
     ({"working_directory": "nope"}, "working-directory 'nope' does not exist"),
     ({"setup": "conda"}, "setup: conda needs an environment file, and 'environment.yml' does not exist"),
     ({"mode": "matrix"}, "mode must be run or list, not 'matrix'"),
-    ({"mode": "list"}, "mode: list needs shards, a number of shards (1 or more), not ''"),
-    ({"mode": "list", "shards": "0"}, "mode: list needs shards"),
+    ({"mode": "list"}, "shards (mode: list needs it) must be a whole number from 1 to 256, not ''"),
+    ({"mode": "list", "shards": "0"}, "shards (mode: list needs it) must be"),
+    ({"mode": "list", "shards": "257"}, "from 1 to 256, not '257'"),
+    ({"mode": "list", "shards": "99999999999999999999"}, "from 1 to 256"),
+    ({"shard": "1/99999999999999999999"}, "shard must be I/N with 1 <= I <= N <= 256"),
+    ({"shard": "1/257"}, "shard must be I/N with 1 <= I <= N <= 256"),
+    ({"fail_on_error": "yes"}, "fail-on-error must be true or false, not 'yes'"),
+    ({"upload": "yes"}, "upload must be true or false, not 'yes'"),
+    ({"allow_errors": "True"}, "allow-errors must be true or false, not 'True'"),
+    ({"retention_days": "0"}, "retention-days must be a whole number of days from 1 to 90, not '0'"),
+    ({"retention_days": "91"}, "retention-days must be"),
+    ({"retention_days": "5d"}, "retention-days must be"),
+    ({"artifact_name": "a\nb"}, "artifact-name must be non-empty without"),
+    ({"artifact_name": "a/b"}, "artifact-name must be non-empty without"),
+    ({"artifact_name": "a:b"}, "artifact-name must be non-empty without"),
+    ({"artifact_name": ""}, "artifact-name must be non-empty without"),
     ({"mode": "list", "shards": "2", "shard": "1/2"}, "shard is for mode: run"),
     ({"shard": "3/2"}, "shard must be I/N with 1 <= I <= N"),
     ({"shard": "0/2"}, "shard must be I/N with 1 <= I <= N"),
@@ -118,7 +132,9 @@ def test_bad_inputs_fail_with_an_annotation(plan, inputs, message):
     proc = plan.run(**inputs)
     assert proc.returncode == 1
     assert proc.stdout.startswith("::error title=notebook-ci invalid input::")
-    assert message in proc.stdout
+    assert len(proc.stdout.splitlines()) == 1  # a line break in an input is escaped, never a new line
+    assert message.replace("\n", "%0A") in proc.stdout
+    assert (plan.workspace.parent / "output").read_text() == ""  # nothing reaches $GITHUB_OUTPUT
 
 
 @posix
@@ -306,3 +322,26 @@ def test_a_failing_step_reports_an_annotation_and_writes_no_outputs(tmp_path: Pa
     assert not output.exists()
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == "::error title=notebook-ci%3A install things failed::pip failed: exit 1%0Asee above"
+
+
+def test_the_engine_lock_pins_every_dependency_with_hashes():
+    text = (ROOT / "action" / "engine.lock").read_text()
+    entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)( ;[^\\\n]*)? \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
+                         text, re.MULTILINE)
+    requirement_lines = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert len(entries) == len(requirement_lines) > 10  # every requirement: exact version and hashes
+    names = {name.lower().replace("_", "-") for name, *_ in entries}
+    block = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.MULTILINE | re.DOTALL)
+    declared = re.findall(r'"([^"]+)"', block.group(1))
+    assert len(declared) >= 4
+    for requirement in declared + ["uv", "setuptools"]:
+        assert re.split(r"[<>=!~ ;\[]", requirement)[0].lower().replace("_", "-") in names, requirement
+
+
+def test_the_engine_installs_from_the_lock_with_hash_checking(tmp_path: Path):
+    python, uv = tmp_path / "python", tmp_path / "uv"
+    for commands in (setup_engine.install_commands(python, None, ROOT), setup_engine.install_commands(python, uv, ROOT)):
+        lock, engine = commands
+        assert lock[-3:] == ["--require-hashes", "-r", setup_engine.LOCK]
+        assert engine[-3:] == ["--no-deps", "--no-build-isolation", ROOT]
+    assert setup_engine.install_commands(python, uv, ROOT)[0][:5] == [uv, "pip", "install", "--python", python]
