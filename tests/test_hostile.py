@@ -329,3 +329,30 @@ def test_huge_shard_counts_are_usage_errors(project: Project) -> None:
     for args in (["list", "--shards", "100000000000"], ["run", "--shard", "1/99999999999999999999"]):
         run = project.run(*args)
         assert run.code == 2 and "256" in run.stderr and len(run.stderr.splitlines()) == 1, args
+
+
+def test_a_broken_reporter_costs_no_other_report_and_exits_3(tmp_path: Path) -> None:
+    from nbci.config import Config
+    from nbci.pipeline import Outcome, prepare_output_dir, write_reports
+    from nbci.results import NotebookResult, RunResult
+
+    class Broken:
+        name = "the broken report"
+
+        def run_finished(self, run, config):
+            raise RuntimeError("a bug")
+
+    seen = []
+
+    class Fine:
+        def run_finished(self, run, config):
+            seen.append(run)
+
+    config = Config(root=tmp_path)
+    prepare_output_dir(config, [])
+    outcome = Outcome(RunResult([NotebookResult("a.ipynb", "passed")]))
+    write_reports(config, outcome, [Broken(), Fine()])
+    assert outcome.problems == ["internal error in the broken report: RuntimeError: a bug"]
+    assert outcome.exit_code == 3 and seen == [outcome.run]
+    assert json.loads((config.output_dir / "results.json").read_text())["summary"]["ok"] is True
+    assert (config.output_dir / "junit.xml").is_file() and (config.output_dir / ".nbci-output").is_file()
