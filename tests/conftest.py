@@ -71,7 +71,12 @@ class Project:
 
     def run(self, *args: str, env: Optional[Dict[str, str]] = None, timeout: float = 240) -> Run:
         proc = self.popen(*args, env=env)
-        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # a hung run must not outlive its test
+            proc.kill()
+            proc.communicate()
+            raise
         output_dir = self.root / "nbci-output"
         for i, arg in enumerate(args):
             if arg == "--output-dir":

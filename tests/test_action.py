@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 import nbformat
 import pytest
+from markdown_it import MarkdownIt
 
 pytestmark = pytest.mark.act
 
@@ -340,3 +341,23 @@ def test_matrix_of_shards_from_a_list_job(act, cache_store: Path):
     assert list(kept.glob("shard-*-of-2/results.json"))
     ran = [nb["path"] for d in second.artifacts.iterdir() for nb in json.loads((d / "results.json").read_text())["notebooks"]]
     assert sorted(ran) == ["first.ipynb", "second.ipynb", "sub/third.ipynb"]
+
+
+def test_hostile_notebooks_steer_nothing(act):
+    run = act("hostile.yml", env={"NBCI_ACT_USER_ENV": str(Path(sys.prefix))})
+    assert run.code == 0, run.log[-5000:]
+    marked = [e for e in run.events if e.get("command") not in (None, "group", "endgroup", "ignored", "stop-commands")
+              and "MARK" in json.dumps(e)
+              and e.get("name") != "failed-notebooks" and e["command"] != "summary"]  # data, checked below
+    # nbci's own annotations (act keeps no file= whose value holds '=', as a name here does; GitHub does)
+    annotations = [e for e in marked if e["command"] == "error" and e["raw"].startswith("::error file=")]
+    assert marked == annotations  # nbci's own annotations name the notebooks; nothing else came through
+    assert len(annotations) == 3 and len([e for e in run.commands("error")]) == 3
+    assert run.outputs("nbci")["failed"] == "3"
+    assert "later step - failed=3 injected=none" in run.log
+    summary = run.summary("nbci")
+    tokens = MarkdownIt("commonmark").enable("table").parse(summary)
+    inline = [child for token in tokens for child in (token.children or [])]
+    assert "MARK all notebooks passed" in summary  # shown as text ...
+    assert not [t for t in tokens if t.type == "heading_open" and "MARK" in tokens[tokens.index(t) + 1].content]
+    assert not [t for t in inline if t.type in ("image", "link_open")]  # ... never as Markdown

@@ -33,6 +33,7 @@ INERT_OLD_COMMAND = "##\u200b["
 # Everything that ends a line for the runner or a viewer: str.splitlines() splits on all of these.
 LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 LINE_CHARS = 2000  # characters of one log line; longer lines are clipped with a marker
+DOUBLE_COLON = re.compile(":(?=:)")
 
 # Python-style keyword -> the property name the runner expects.
 PROPERTY_NAMES = {"end_line": "endLine", "col": "col", "end_column": "endColumn"}
@@ -48,10 +49,16 @@ def inert(text: str) -> str:
     return text.replace(OLD_COMMAND, INERT_OLD_COMMAND)
 
 
+def no_command(text: str) -> str:
+    """``text`` inert, and with no ``::`` either (a zero-width space between the colons), so no parser
+    of workflow commands, strict or lax, finds one in it."""
+    return DOUBLE_COLON.sub(":\u200b", inert(text))
+
+
 def one_line(text: str, limit: int = LINE_CHARS) -> str:
-    """``text`` as one inert log line: line breaks shown as escapes, clipped to ``limit`` characters."""
+    """``text`` as one line that is no command: line breaks shown as escapes, clipped to ``limit``."""
     flat = LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)
-    return inert(clip(flat, limit))
+    return no_command(clip(flat, limit))
 
 
 def escape_property(text: str) -> str:
@@ -61,17 +68,17 @@ def escape_property(text: str) -> str:
 
 def command(name: str, message: str = "", **properties: Property) -> str:
     """One workflow command line (no newline); properties that are None or empty are left out.
-    Message and properties are escaped and inert (``##[`` broken), whatever they hold.
+    Message and properties are escaped and hold no command (``no_command``), whatever they held.
 
     >>> command("error", "it broke", file="a.ipynb", line=3, title=None)
     '::error file=a.ipynb,line=3::it broke'
     """
     props = ",".join(
-        f"{PROPERTY_NAMES.get(key, key)}={escape_property(inert(str(value)))}"
+        f"{PROPERTY_NAMES.get(key, key)}={escape_property(no_command(str(value)))}"
         for key, value in properties.items()
         if value is not None and str(value) != ""
     )
-    return f"::{name}{' ' + props if props else ''}::{escape_data(inert(message))}"
+    return f"::{name}{' ' + props if props else ''}::{escape_data(no_command(message))}"
 
 
 def annotation(
