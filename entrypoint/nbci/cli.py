@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, List, Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
+from nbci.cache import parse_age
 from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
@@ -79,6 +80,13 @@ def size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def age(text: str) -> Optional[float]:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def boolean(text: str) -> bool:
     value = str(text).strip().lower()
     if value in TRUE:
@@ -126,6 +134,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="also write a JUnit XML report (default: OUTPUT_DIR/junit.xml)")
     parser.add_argument("--github", type=boolean, nargs="?", const=True, default=None, metavar="BOOL",
                         help="report to GitHub Actions (default: when GITHUB_ACTIONS=true)")
+    parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help="reuse passed results while nothing they depend on changed (the execution cache's folder)")
+    parser.add_argument("--cache-max-age", type=age, default=7 * 86400.0, metavar="AGE",
+                        help="reuse results at most this old, e.g. 7d (the default), 12h; 0 for no limit")
+    parser.add_argument("--cache-inputs", action="append", default=[], metavar="GLOB",
+                        help="files whose contents join every cache key (files read by subprocesses; repeatable)")
+    parser.add_argument("--no-cache", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="neither read nor write the execution cache")
 
 
 def add_selection_options(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +186,7 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, st
         raw = values.get(action.dest)
         if raw is None or action.dest in ("help", "version"):
             continue
-        if action.dest in ("notebooks", "exclude"):
+        if action.dest in ("notebooks", "exclude", "cache_inputs"):
             parser.set_defaults(**{action.dest: split_list(raw)})
             continue
         convert: Callable = action.type or str

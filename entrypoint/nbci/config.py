@@ -52,12 +52,23 @@ class Config:
     shard: Optional[str] = None  # "I/N"
     changed_since: Optional[str] = None  # a git ref
     junit: Optional[Path] = None
+    cache_dir: Optional[Path] = None  # the execution cache's folder; None: no cache
+    cache_max_age: Optional[float] = 7 * 86400.0  # seconds; None: no limit
+    cache_inputs: List[str] = field(default_factory=list)  # globs whose files join every key
+    no_cache: bool = False
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         if not Path(self.output_dir).is_absolute():
             self.output_dir = self.root / self.output_dir
         self.output_dir = Path(os.path.normpath(self.output_dir))
+        if self.cache_dir is not None:
+            self.cache_dir = Path(os.path.normpath(self.root / self.cache_dir))
+
+    @property
+    def caching(self) -> bool:
+        """Whether this run reads and writes the execution cache."""
+        return self.cache_dir is not None and not self.no_cache
 
     def validate(self) -> "Config":
         """Raise ``ConfigError`` naming the option and a valid value; return self when fine."""

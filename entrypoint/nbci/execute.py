@@ -6,8 +6,10 @@ error is recorded both in the result and as an error output on the cell where it
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import math
+import os
 from warnings import catch_warnings, simplefilter
 import re
 import time
@@ -21,6 +23,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from nbci import results as st
+from nbci.cache import READ_RECORDER, READS_EXPRESSION
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
@@ -151,6 +154,7 @@ class Watch:
     peak_rss: Optional[int] = None
     kill_reason: Optional[Tuple[str, str, str]] = None  # (status, ename, message) when nbci killed the kernel
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook
+    reads: Optional[List[str]] = None  # what the kernel read, when recorded for the execution cache
 
     @property
     def elapsed(self) -> float:
@@ -160,9 +164,10 @@ class Watch:
 class NbciClient(NotebookClient):
     """nbclient with a bounded copy of stream output and the running cell exposed."""
 
-    def __init__(self, nb: NotebookNode, watch: Watch, **kw: Any) -> None:
+    def __init__(self, nb: NotebookNode, watch: Watch, record_reads: Optional[Path] = None, **kw: Any) -> None:
         super().__init__(nb, **kw)
         self.watch = watch
+        self.record_reads = record_reads  # record the files read below this folder (the execution cache)
         self._stream_chars: Dict[int, int] = {}
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
@@ -193,12 +198,32 @@ class NbciClient(NotebookClient):
         info = await self.kc.kernel_info(reply=True, timeout=self.startup_timeout)
         if "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
+        if self.record_reads is not None:
+            await self.silent(READ_RECORDER % (os.path.join(os.path.realpath(self.record_reads), ""),))
         for index, cell in enumerate(self.nb.cells):
             self.watch.cell_index = index
             self.watch.cell_source = cell.source if cell.cell_type == "code" else ""
             await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
         self.watch.cell_index = None
         self.set_widgets_metadata()
+        if self.record_reads is not None:
+            self.watch.reads = await self.recorded_reads()
+
+    async def silent(self, code: str, expressions: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        """Run ``code`` unseen: no execution count, no history, no output in any cell; its reply's content."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False, user_expressions=expressions or {},
+                                 allow_stdin=False)
+        reply = await self.async_wait_for_reply(msg_id)
+        return (reply or {}).get("content", {})
+
+    async def recorded_reads(self) -> Optional[List[str]]:
+        """The files the kernel read (and the modules it imported), as READ_RECORDER kept them."""
+        content = await self.silent("", {"reads": READS_EXPRESSION})
+        value = content.get("user_expressions", {}).get("reads", {})
+        try:
+            return [str(path) for path in ast.literal_eval(value["data"]["text/plain"])]
+        except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None  # not recorded: the result is not cached
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -231,10 +256,12 @@ async def execute(
     allow_errors: bool,
     watch: Watch,
     is_cancelled: Callable[[], bool],
+    record_reads: Optional[Path] = None,
 ) -> Tuple[str, Optional[CellError]]:
-    """Run ``nb`` (mutated in place) on ``kernel``; return its status and error, if any."""
+    """Run ``nb`` (mutated in place) on ``kernel``; return its status and error, if any. With
+    ``record_reads``, ``watch.reads`` gets the files the kernel read below that folder."""
     client = NbciClient(
-        nb, watch, km=kernel.manager, timeout=math.ceil(timeout) if timeout else None,
+        nb, watch, record_reads, km=kernel.manager, timeout=math.ceil(timeout) if timeout else None,
         allow_errors=allow_errors, resources={"metadata": {"path": str(cwd)}},
     )
     client.kc = kernel.client

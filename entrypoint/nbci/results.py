@@ -30,9 +30,10 @@ CRASHED = "crashed"  # the kernel died (signal, exit, memory limit)
 STARTUP_FAILED = "startup-failed"  # the kernel is missing or could not start
 INVALID = "invalid"  # not a readable notebook
 CANCELLED = "cancelled"  # the run was interrupted (SIGINT/SIGTERM) while this notebook ran
+CACHED = "cached"  # not run: the execution cache held a passed result for exactly this notebook
 
-STATUSES = (PASSED, FLAKY, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID, CANCELLED)
-OK_STATUSES = (PASSED, FLAKY)
+STATUSES = (PASSED, CACHED, FLAKY, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID, CANCELLED)
+OK_STATUSES = (PASSED, CACHED, FLAKY)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class NotebookResult:
     warnings: List[str] = field(default_factory=list)  # what nbci repaired or could not do, one line each
     kernel_output: str = ""  # what the kernel process itself wrote to stdout/stderr (bounded)
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook early
+    cached_from: Optional[Dict[str, Any]] = None  # for a cached result: when and where it ran
 
     @property
     def ok(self) -> bool:
@@ -118,9 +120,10 @@ class RunResult:
             counts[nb.status] += 1
         summary = {
             "total": len(self.notebooks),
-            "passed": counts[PASSED] + counts[FLAKY],
+            "passed": counts[PASSED] + counts[CACHED] + counts[FLAKY],
             "failed": len(self.failures),
             "flaky": counts[FLAKY],
+            "cached": counts[CACHED],
             "statuses": {status: n for status, n in counts.items() if n},
             "duration": round(self.duration, 3),
             "engine_peak_rss": self.engine_peak_rss,

@@ -17,15 +17,17 @@ from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import nbformat
 from nbformat import NotebookNode
 
 from nbci import results as st
+from nbci.cache import Entry, ExecutionCache
 from nbci.config import Config
 from nbci.execute import (
     InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
-from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
+from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, is_ipykernel
 from nbci.report import Reporter
 from nbci.results import CellError, NotebookResult, RunResult
 
@@ -55,6 +57,8 @@ class Prepared:
     invalid: Optional[str] = None
     request: Optional[KernelRequest] = None
     warnings: List[str] = field(default_factory=list)
+    cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
+    cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
 
 
 def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
@@ -91,7 +95,9 @@ class Scheduler:
     def __post_init__(self) -> None:
         self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
         self.pool = KernelPool(self.launcher)
+        self.cache = execution_cache(self.config)
         self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
+        self._reads: Dict[str, Optional[List[str]]] = {}  # what each notebook's last attempt read
 
     def cancel(self, signum: Optional[int] = None) -> None:
         """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
@@ -109,6 +115,8 @@ class Scheduler:
                 task.cancel()
             await self.pool.drain()
             self.launcher.close()
+            if self.cache is not None:
+                self.cache.prune()
             self.duration = time.monotonic() - started
         return self.result()
 
@@ -140,6 +148,12 @@ class Scheduler:
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, self.config.kernel),
                                          (self.config.root / job.path).parent)
+        if self.cache is not None and is_ipykernel(prepared.request.name):
+            prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name)
+            prepared.cached, warning = self.cache.lookup(prepared.cache_key)
+            prepared.warnings += [warning] if warning else []
+            if prepared.cached is not None:
+                return prepared  # no kernel needed
         if not self.cancelled:
             self.pool.prefetch((job.index, 1), prepared.request)
         return prepared
@@ -156,12 +170,34 @@ class Scheduler:
         nb: Optional[NotebookNode] = None
         if prepared.invalid is not None:
             result = invalid_result(job.path, prepared.invalid)
+        elif prepared.cached is not None:
+            result, nb = self._reuse(job, prepared.cached)
         else:
             result, nb = await self._attempts(prepared)
             result.warnings = prepared.warnings + result.warnings
+            if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared.cache_key, result, nb)
         for reporter in self.reporters:
             reporter.notebook_finished(result, nb)
         return result
+
+    def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
+        """The result a cache entry stands for, its executed copy written as a run would write it."""
+        nb = nbformat.from_dict(entry.notebook)
+        result = NotebookResult(job.path, st.CACHED, kernel=entry.result.get("kernel"),
+                                peak_rss=entry.result.get("peak_rss"), cached_from=entry.origin())
+        self._write_copy(job, nb, result)
+        return result, nb
+
+    def _keep(self, key: str, result: NotebookResult, nb: NotebookNode) -> None:
+        """Store a passed notebook in the execution cache when its reads were recorded."""
+        reads = self._reads.pop(result.path, None)
+        if reads is None or self.cache is None:
+            return
+        try:
+            self.cache.store(key, result.to_json(), nb, self.cache.relative_reads(reads))
+        except OSError as exc:
+            result.warnings.append(f"not kept in the execution cache: {exc.strerror or exc}")
 
     async def _attempts(self, prepared: Prepared) -> Tuple[NotebookResult, NotebookNode]:
         """Run until passed, or the failure is not transient, or ``--retries`` are used up."""
@@ -189,7 +225,9 @@ class Scheduler:
             monitor = asyncio.ensure_future(self._monitor(job, kernel, watch))
             try:
                 status, error = await execute(nb, kernel, request.cwd, self.config.timeout,
-                                              self.config.allow_errors, watch, lambda: self.cancelled)
+                                              self.config.allow_errors, watch, lambda: self.cancelled,
+                                              self.config.root if self.cache is not None else None)
+                self._reads[job.path] = watch.reads
             finally:
                 monitor.cancel()
                 self.pool.release(kernel)
@@ -248,6 +286,15 @@ class Scheduler:
                     reporter.heartbeat(job.path, watch.cell_index, source, watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
+
+
+def execution_cache(config: Config) -> Optional[ExecutionCache]:
+    """The run's execution cache, or None when it is off."""
+    if not config.caching or config.cache_dir is None:
+        return None
+    options = {"timeout": config.timeout, "notebook_timeout": config.notebook_timeout,
+               "allow_errors": config.allow_errors, "memory_limit": config.memory_limit}
+    return ExecutionCache(config.cache_dir, config.root, config.cache_max_age, list(config.cache_inputs), options)
 
 
 def engine_peak_rss() -> Optional[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +43,23 @@ def tail(lines: list, limit: int) -> list:
     if len(lines) <= limit:
         return list(lines)
     return [f"... {len(lines) - limit} earlier lines cut ..."] + list(lines[-limit:])
+
+
+def cached_note(result: "NotebookResult") -> str:
+    """``ran 2 h ago at 1a2b3c4`` for a cached result; empty otherwise."""
+    origin = result.cached_from
+    if not origin:
+        return ""
+    try:
+        ran = datetime.datetime.fromisoformat(origin["ran_at"])
+        seconds = (datetime.datetime.now(datetime.timezone.utc) - ran).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return "ran earlier"
+    ago = next(f"{seconds / size:.0f} {unit}" for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
+               if seconds >= size or unit == "s")
+    where = f" at {str(origin['commit'])[:7]}" if origin.get("commit") else ""
+    run = f" (run {origin['run_id']})" if origin.get("run_id") else ""
+    return f"ran {ago} ago{where}{run}"
 
 
 def format_bytes(size: Optional[int]) -> str:

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import failing_source, format_bytes, tail
+from nbci.report import cached_note, failing_source, format_bytes, tail
 from nbci.report.workflow_commands import CommandLog, one_line
 from nbci.text import clip
 from nbci.results import NotebookResult, RunResult
@@ -50,7 +50,8 @@ class ConsoleReporter:
         if source is not None:
             self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
-        self._print(f"{result.status.upper():<16} {one_line(result.path)} ({result.duration:.1f} s{retried})")
+        timing = cached_note(result) or f"{result.duration:.1f} s{retried}"
+        self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")
 

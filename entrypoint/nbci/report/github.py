@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import failing_source, tail
+from nbci.report import cached_note, failing_source, tail
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip
@@ -48,7 +48,7 @@ TRACEBACK_LINES = 30
 MESSAGE_CHARS = 4000
 
 STATUS_ICONS = {
-    "passed": "✅", "flaky": "🔁", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
+    "passed": "✅", "cached": "♻️", "flaky": "🔁", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
     "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️",
 }
 STATUS_TITLES = {
@@ -390,7 +390,8 @@ def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
 def _headline(run: RunResult) -> str:
     summary = run.summary()
     if run.ok:
-        head = f"### ✅ nbci: {summary['total']} notebooks passed"
+        cached = f" ({summary['cached']} cached)" if summary["cached"] else ""
+        head = f"### ✅ nbci: {summary['total']} notebooks passed{cached}"
     else:
         head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
     state = ", cancelled" if run.cancelled else ""
@@ -399,7 +400,8 @@ def _headline(run: RunResult) -> str:
 
 def _row(result: NotebookResult) -> str:
     status = f"{STATUS_ICONS.get(result.status, '')} {result.status}".strip()
-    return f"| {status} | {_code(result.path)} | {result.duration:.1f} s |\n"
+    timing = f"not run: {cached_note(result)}" if result.cached_from else f"{result.duration:.1f} s"
+    return f"| {status} | {_code(result.path)} | {timing} |\n"
 
 
 def _failure_details(result: NotebookResult, source: Optional[str]) -> str:

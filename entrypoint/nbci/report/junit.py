@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
-from nbci.results import FLAKY, PASSED, RunResult
+import json
+
+from nbci.results import OK_STATUSES, RunResult
 
 
 def junit_xml(run: RunResult) -> ET.ElementTree:
@@ -15,7 +17,10 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
     for result in run.notebooks:
         case = ET.SubElement(suite, "testcase", classname="notebooks", name=result.path,
                              time=f"{result.duration:.3f}")
-        if result.status in (PASSED, FLAKY):
+        if result.cached_from:
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="nbci.cached_from", value=json.dumps(result.cached_from))
+        if result.status in OK_STATUSES:
             continue
         error = result.error
         message = f"{result.status}: {error.ename}: {error.evalue}" if error else result.status
