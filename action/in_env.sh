@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run a command inside the notebooks' environment: `in_env.sh COMMAND [ARGS...]`.
 # With setup: conda the environment is activated first (its activation scripts run and its
-# bin folder leads PATH), so kernels started by the command inherit it. A COMMAND of `python`
+# bin folder leads PATH), so kernels started by the command inherit it; with setup: python the
+# notebooks' virtual environment (NBCI_PYTHON_ENV) leads PATH the same way. A COMMAND of `python`
 # means the environment's Python: NBCI_PYTHON when set (setup-python's python-path), else the
 # `python` (or `python3`) found on PATH.
 set -euo pipefail
@@ -11,6 +12,11 @@ if [ -n "${NBCI_CONDA_ENV:-}" ]; then
   # shellcheck disable=SC1091
   source "${CONDA:?setup: conda, but CONDA is not set}/etc/profile.d/conda.sh"
   conda activate "$NBCI_CONDA_ENV"
+fi
+if [ -n "${NBCI_PYTHON_ENV:-}" ]; then
+  # setup: python: the notebooks' virtual environment leads PATH, as `activate` would do
+  export VIRTUAL_ENV="$NBCI_PYTHON_ENV"
+  PATH="$NBCI_PYTHON_ENV/bin:$NBCI_PYTHON_ENV/Scripts:$PATH"
 fi
 if [ "${1:-}" = python ]; then
   python=${NBCI_PYTHON:-}

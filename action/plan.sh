@@ -8,6 +8,16 @@
 #   pip-cache         'pip' when setup-python should cache pip's downloads; else empty
 #   uv-cache-dir      where uv keeps its cache when the action caches it; else empty
 #   cache-key         a key for the dependency caches: the files that decide their content, hashed
+#   python-env        setup: python: the virtual environment the notebooks run in; else empty
+#   python-env-python its Python executable
+#   conda-env         setup: conda: the prefix of the environment the notebooks run in; else empty
+#   exec-cache-dir    the execution cache's folder (execution-cache: true, mode: run, not a schedule run); else empty
+#   exec-key, exec-restore-keys
+#                     what the execution cache is saved under (a new entry per run and attempt, per
+#                     shard), and restored from: this branch's newest entry, else the default branch's
+#   env-key           with cache: true, the environment cache's key (after the OS, architecture and
+#                     Python version): setup, installer, the dependency file's hash and the ISO week,
+#                     so an unpinned requirement is re-resolved at least weekly; else empty
 #   mode              run | list (list: only the engine is installed; setup is none)
 #   artifact-name     the artifact-name input, with -shard-I-of-N when a shard is given
 #   shard-dir         shard-I-of-N when a shard is given; else empty
@@ -41,10 +51,10 @@ words() {  # the words of a space- or newline-separated list, sorted, one a line
   set +f
 }
 
-file_hash() {  # a short hash of the given files' contents (and of nothing, when none exist)
+file_hash() {  # a short hash of the given files' contents (and of nothing, when none are given or exist)
   local sum=sha256sum
   command -v sha256sum >/dev/null 2>&1 || sum="shasum -a 256"
-  cat -- "$@" 2>/dev/null | $sum | cut -c1-20
+  { [ "$#" -eq 0 ] || cat -- "$@" 2>/dev/null; } | $sum | cut -c1-20
 }
 
 boolean() {  # an input that must be exactly true or false (GitHub passes every input as text)
@@ -63,6 +73,7 @@ boolean cache "${INPUT_CACHE-true}"
 boolean allow-errors "${INPUT_ALLOW_ERRORS-false}"
 boolean fail-on-error "${INPUT_FAIL_ON_ERROR-true}"
 boolean upload "${INPUT_UPLOAD-true}"
+boolean execution-cache "${INPUT_EXECUTION_CACHE-true}"
 retention=${INPUT_RETENTION_DAYS-5}
 [[ $retention =~ ^[0-9]{1,2}$ ]] && [ $((10#$retention)) -ge 1 ] && [ $((10#$retention)) -le 90 ] ||
   fail "retention-days must be a whole number of days from 1 to 90, not '$retention'"
@@ -134,6 +145,9 @@ if [ "$cache" = true ]; then
   if [ "$setup" = python ] && [ "$installer" = pip ] && [ -n "$requirements" ]; then pip_cache=pip; fi
   if [ "$installer" = uv ]; then uv_cache_dir="${RUNNER_TEMP:?}/nbci-uv-cache"; fi
 fi
+# The set of notebooks (working-directory, notebooks, exclude; order and spacing do not matter),
+# hashed: what the durations and the execution cache are kept per.
+selection=$(printf '%s\n' "$workdir" "$(words "${INPUT_NOTEBOOKS-}")" "$(words "${INPUT_EXCLUDE-}")" | text_hash)
 durations_dir=""
 durations_key=""
 durations_branch_prefix=""
@@ -144,7 +158,6 @@ if [ "$cache" = true ]; then
   # do not matter), then per branch, then per run: the list job saves one under the run's key and
   # every shard job of the run restores exactly that one, so all compute the list job's split.
   # A run without shards only orders its notebooks by them: it restores the newest, saves its own.
-  selection=$(printf '%s\n' "$workdir" "$(words "${INPUT_NOTEBOOKS-}")" "$(words "${INPUT_EXCLUDE-}")" | text_hash)
   branch=${GITHUB_REF_NAME:-none}
   branch=${branch//[^A-Za-z0-9._\/-]/_}
   durations_dir="${RUNNER_TEMP:?}/nbci-durations"
@@ -162,7 +175,36 @@ if [ "$cache" = true ]; then
     durations_save_key="${durations_key%-list}-${GITHUB_RUN_ATTEMPT:-1}-$shard_dir"
   fi
 fi
+exec_cache_dir=""
+exec_key=""
+exec_restore_keys=""
+if [ "$mode" = run ] && [ "${INPUT_EXECUTION_CACHE-true}" = true ] && [ "${GITHUB_EVENT_NAME:-}" != schedule ]; then
+  # A nightly schedule run executes everything, so drift in external data and services shows.
+  exec_cache_dir="${RUNNER_TEMP:?}/nbci-execution-cache"
+  exec_prefix="nbci-exec-${RUNNER_OS:-$(uname -s)}-$selection${shard_dir:+-$shard_dir}-"
+  branch_name=${GITHUB_REF_NAME:-none}
+  default_branch=${GITHUB_DEFAULT_BRANCH:-main}
+  exec_key="$exec_prefix${branch_name//[^A-Za-z0-9._\/-]/_}-${GITHUB_RUN_ID:?}-${GITHUB_RUN_ATTEMPT:-1}"
+  exec_restore_keys="$exec_prefix${branch_name//[^A-Za-z0-9._\/-]/_}-"$'\n'"$exec_prefix${default_branch//[^A-Za-z0-9._\/-]/_}-"
+fi
 artifact_name=$artifact${shard_dir:+-$shard_dir}
+
+python_env=""
+python_env_python=""
+conda_env=""
+env_key=""
+if [ "$mode" = run ] && [ "$setup" = python ]; then
+  python_env="${RUNNER_TEMP:?}/nbci-python-env"
+  python_env_python="$python_env/bin/python"
+  [ "${RUNNER_OS:-}" != Windows ] || python_env_python="$python_env/Scripts/python.exe"
+fi
+[ "$mode" != run ] || [ "$setup" != conda ] || conda_env="${RUNNER_TEMP:?}/nbci-conda-env"
+if [ "$cache" = true ] && [ -n "$python_env$conda_env" ]; then
+  dependency_files=()
+  [ -z "$requirements" ] || dependency_files+=("$requirements")
+  [ -z "$environment_file" ] || dependency_files+=("$environment_file")
+  env_key="$setup-$installer-$(file_hash "${dependency_files[@]}")-$(date -u +%G-W%V)"
+fi
 
 key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
 [ -z "$requirements" ] || key_files+=("$requirements")
@@ -175,6 +217,15 @@ key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
   echo "pip-cache=$pip_cache"
   echo "uv-cache-dir=$uv_cache_dir"
   echo "cache-key=$(file_hash "${key_files[@]}")"
+  echo "python-env=$python_env"
+  echo "python-env-python=$python_env_python"
+  echo "conda-env=$conda_env"
+  echo "env-key=$env_key"
+  echo "exec-cache-dir=$exec_cache_dir"
+  echo "exec-key=$exec_key"
+  echo "exec-restore-keys<<NBCI_EOF"
+  echo "$exec_restore_keys"
+  echo "NBCI_EOF"
   echo "mode=$mode"
   echo "artifact-name=$artifact_name"
   echo "shard-dir=$shard_dir"

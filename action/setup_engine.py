@@ -4,7 +4,7 @@ The engine (nbclient, jupyter_client, ...) never shares an environment with the 
 cannot upgrade, downgrade or conflict with what they need, and it installs on PEP 668 systems.
 Run by action.yml with the Python that will run the notebooks.
 
-The install is reproducible: every dependency, setuptools and uv come from ``engine.lock`` (exact
+The install is reproducible: every dependency, setuptools and uv come from ``requirements.txt`` beside it (exact
 versions with hashes, installed with hash checking); the engine itself is then built from the
 action's checkout with that setuptools, without build isolation, so nothing unhashed is fetched.
 
@@ -25,7 +25,7 @@ from typing import Dict, List, Mapping, Optional
 from common import ACTION_PATH, StepError, main, required, run, uv_environment, venv_executable
 
 
-LOCK = Path(__file__).with_name("engine.lock")
+LOCK = Path(__file__).with_name("requirements.txt")  # the engine's lock, compiled from requirements.in
 
 
 def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) -> Dict[str, str]:

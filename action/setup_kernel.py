@@ -8,6 +8,7 @@ so every notebook runs on this Python whatever kernel name its metadata carries.
 
 Environment:
   NBCI_SETUP          python | conda | none
+  NBCI_ENV_RESTORED   ``true`` when the environment came whole from the action's cache: nothing to install
   NBCI_REQUIREMENTS   the requirements file (setup: python), or empty
   NBCI_INSTALLER      uv | pip; NBCI_UV is the uv executable, NBCI_UV_CACHE_DIR its cache
   NBCI_KERNEL_DIR     the prefix to install the kernelspec under
@@ -50,6 +51,9 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
     """Install what the setup mode installs; make sure ipykernel is importable."""
     setup = required(environ, "NBCI_SETUP")
     requirements = environ.get("NBCI_REQUIREMENTS", "")
+    if environ.get("NBCI_ENV_RESTORED") == "true" and has_ipykernel():
+        print(f"The environment was restored from the cache ({sys.prefix}): nothing to install.", flush=True)
+        return
     if setup == "python":
         # From the file's folder, so relative paths in it mean the same to pip and uv.
         folder = Path(requirements).resolve().parent if requirements else None

@@ -199,17 +199,25 @@ def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     [upload] = run.records("upload-artifact")
     assert upload["name"] == "passing-notebooks" and upload["retention-days"] == "5"
     assert upload["if-no-files-found"] == "warn"
+    assert upload["archive"] == "true"  # upload-artifact v7: one zip of the folder, as before
     # the notebook ran on setup-python's Python, with the requirements, without the engine's packages
     executed = nbformat.read(str(run.artifacts / "passing-notebooks" / "notebooks" / "uses_env.ipynb"), as_version=4)
-    assert executed_output(executed, 1).strip() == run.outputs("nbci", "python")["python-path"]
+    python_env = run.outputs("nbci", "plan")["python-env"]  # a virtual environment of setup-python's Python
+    assert executed_output(executed, 1).strip() == python_env + "/bin/python"
     assert (run.artifacts / "passing-notebooks" / "results.json").is_file()
-    assert run.step_results()["2"] == "success"  # the later step read the outputs
+    assert run.step_results()["3"] == "success"  # the later step read the outputs
+    # the environment: missed, built, saved under the OS, architecture, Python, installer, requirements, week
+    [env_restore] = [r for r in run.records("cache", stage="restore") if r["key"].startswith("nbci-env-")]
+    assert re.fullmatch(r"nbci-env-Linux-X64-py3\.\d+\.\d+-python-pip-[0-9a-f]{20}-\d{4}-W\d{2}", env_restore["key"])
+    assert env_restore["path"] == python_env and run.outputs("nbci", "env-cache")["cache-hit"] == "false"
+    [env_save] = [r for r in run.records("cache", stage="save") if r["key"].startswith("nbci-env-")]
+    assert env_save == {**env_save, "key": env_restore["key"], "path": python_env}
     # durations: restored by prefix (none yet), this run's results saved for the next run's order
-    [restore] = run.records("cache", stage="restore")
+    [restore] = [r for r in run.records("cache", stage="restore") if r["key"].startswith("nbci-durations-")]
     prefix = restore["key"][:-len("main-201-1-run")]
     assert prefix.startswith("nbci-durations-Linux-") and restore["key"] == prefix + "main-201-1-run"
     assert restore["restore-keys"].split() == [prefix + "main-", prefix]
-    assert [save["key"] for save in run.records("cache", stage="save")] == [restore["key"]]
+    assert [save["key"] for save in run.records("cache", stage="save") if "durations" in save["key"]] == [restore["key"]]
     saved = cache_entry(cache_store, restore["key"])
     assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*")) == ["results.json"]
     assert json.loads((saved / "results.json").read_text()) == json.loads(
@@ -219,6 +227,20 @@ def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     assert again.code == 0, again.log[-5000:]
     assert again.outputs("nbci", "durations").get("cache-matched-key") == prefix + "main-201-1-run"
     assert [save["key"] for save in again.records("cache", stage="save")] == [prefix + "main-202-1-run"]
+    # same requirements: the environment is restored whole, nothing is created or installed
+    assert again.outputs("nbci", "env-cache")["cache-hit"] == "true"
+    assert "nothing to install" in again.log and again.outputs("nbci")["passed"] == "2"
+    # and with nothing changed, no notebook runs: the execution cache saved by run 201 has both
+    assert again.summary("nbci").startswith("### ✅ nbci: 2 notebooks passed (2 cached)")
+    [exec_restore] = [r for r in again.records("cache", stage="restore") if r["key"].startswith("nbci-exec-")]
+    assert exec_restore["key"].endswith("-main-202-1") and exec_restore["restore-keys"].split("\n")[0].endswith("-main-")
+    changed = act("passing.yml", env={"GITHUB_RUN_ID": "203", "NBCI_ACT_EXTRA_REQUIREMENT": "six"})
+    assert changed.code == 0, changed.log[-5000:]
+    [changed_restore] = [r for r in changed.records("cache", stage="restore") if r["key"].startswith("nbci-env-")]
+    assert changed_restore["key"] != env_restore["key"] and changed.outputs("nbci", "env-cache")["cache-hit"] == "false"
+    assert "cached" not in changed.summary("nbci").split("\n")[0]  # a changed requirements file runs everything
+    assert [r["key"] for r in changed.records("cache", stage="save") if r["key"].startswith("nbci-env-")] == [
+        changed_restore["key"]]
 
 
 def test_failing_run_fails_the_job_after_uploading_and_annotates_the_line(act):
@@ -273,8 +295,8 @@ def test_conda_environment_is_detected_cached_and_activated(act):
     assert run.outputs("nbci")["passed"] == "1"
     [conda] = run.records("setup-miniconda")
     assert conda["environment-file"] == "tests/act/fixtures/conda/environment.yml"
-    assert conda["activate-environment"] == "nbci-user"
     assert conda["miniforge-version"] == "latest" and conda["conda-solver"] == "libmamba"
+    assert conda["run-init"] == "false"  # setup-miniconda v4: no shell-profile edits
     keys = [cache["key"] for cache in run.records("cache")]
     assert [k.split("-")[1] for k in keys] == ["conda", "uv"]
     conda_cache = run.records("cache")[0]
@@ -283,7 +305,13 @@ def test_conda_environment_is_detected_cached_and_activated(act):
     # the environment lacked ipykernel: the action installed it with conda, into that environment
     commands = (run.state / "record" / "conda-commands.txt").read_text().split()
     assert commands[:3] == ["conda", "install", "--yes"] and commands[-1] == "ipykernel"
-    assert commands[commands.index("--prefix") + 1].endswith("/envs/nbci-user")
+    assert commands[commands.index("--prefix") + 1].endswith("/nbci-conda-env")
+    # the environment is cached whole under its prefix, keyed on the environment file
+    [env_restore] = [r for r in run.records("cache", stage="restore") if r["key"].startswith("nbci-env-")]
+    assert re.fullmatch(r"nbci-env-Linux-X64-conda-uv-[0-9a-f]{20}-\d{4}-W\d{2}", env_restore["key"])
+    assert env_restore["path"].endswith("/nbci-conda-env") and conda["activate-environment"] == env_restore["path"]
+    assert [r["key"] for r in run.records("cache", stage="save") if r["key"].startswith("nbci-env-")] == [
+        env_restore["key"]]
 
 
 
@@ -361,3 +389,32 @@ def test_hostile_notebooks_steer_nothing(act):
     assert "MARK all notebooks passed" in summary  # shown as text ...
     assert not [t for t in tokens if t.type == "heading_open" and "MARK" in tokens[tokens.index(t) + 1].content]
     assert not [t for t in inline if t.type in ("image", "link_open")]  # ... never as Markdown
+
+
+def git(cwd: Path, *args: str) -> str:
+    command = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false",
+               "-c", "tag.gpgsign=false", *args]
+    return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_the_release_moves_only_the_major_tag(act, tmp_path: Path):
+    remote, clone = tmp_path / "remote.git", tmp_path / "clone"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    git(tmp_path, "clone", "-q", str(remote), str(clone))
+    for version in ("1.1.0", "1.2.0"):
+        (clone / "version").write_text(version)
+        git(clone, "add", "version")
+        git(clone, "commit", "-q", "-m", version)
+        git(clone, "tag", f"v{version}")
+        if version == "1.1.0":
+            git(clone, "tag", "v1")
+            git(clone, "push", "-q", "origin", "main", "v1.1.0", "v1")
+    git(clone, "push", "-q", "origin", "v1.2.0")
+    before = git(remote, "show-ref")
+    run = act("release-tag.yml", env={"NBCI_ACT_RELEASE_CLONE": str(clone), "NBCI_ACT_RELEASE_REMOTE": str(remote)})
+    assert run.code == 0, run.log[-3000:]
+    after = dict(line.split()[::-1] for line in git(remote, "show-ref").splitlines())
+    assert after["refs/tags/v1"] == git(clone, "rev-parse", "v1.2.0^{commit}")
+    unchanged = {ref: sha for ref, sha in (line.split()[::-1] for line in before.splitlines()) if ref != "refs/tags/v1"}
+    assert {ref: after[ref] for ref in unchanged} == unchanged  # main and the release tags as they were
+    assert after["refs/heads/main"] != git(clone, "rev-parse", "HEAD")  # the branch was not pushed

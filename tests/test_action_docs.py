@@ -108,3 +108,11 @@ def test_readme_workflows_are_least_privilege():
             assert "permissions:" in block, block
     security = text.split("## Security", 1)[1].split("\n## ", 1)[0]
     assert "pull_request_target" in security and "workflow_run" in security
+
+
+def test_marketplace_metadata():
+    spec = action()
+    assert spec["name"].startswith("notebook-ci") and len(spec["name"]) <= 100
+    assert 20 <= len(spec["description"]) <= 125
+    assert spec["branding"]["icon"] and spec["branding"]["color"] in (
+        "white", "black", "yellow", "blue", "green", "orange", "red", "purple", "gray-dark")

@@ -28,7 +28,7 @@ posix = pytest.mark.skipif(os.name == "nt", reason="drives bash scripts with POS
 def run_script(script: str, cwd: Path, env: Dict[str, str], *args: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "NBCI_", "GITHUB_"))}
     return subprocess.run(["bash", str(ACTION / script), *args], cwd=cwd, env={**base, **env},
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, input="standard input, which no script may read")
 
 
 class Plan:
@@ -65,8 +65,30 @@ def test_auto_is_python_without_an_environment_file(plan):
         "uv-cache-dir": "", "cache-key": plan(setup="auto")["cache-key"],
         "mode": "run", "artifact-name": "executed-notebooks", "shard-dir": "", "durations-dir": "",
         "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "", "durations-save-key": "",
+        "python-env": "/runner/temp/nbci-python-env", "python-env-python": "/runner/temp/nbci-python-env/bin/python",
+        "conda-env": "", "env-key": "", "exec-cache-dir": "/runner/temp/nbci-execution-cache",
+        "exec-key": plan(setup="auto")["exec-key"], "exec-restore-keys": plan(setup="auto")["exec-restore-keys"],
     }
     assert plan(setup="auto")["uv-cache-dir"] == "/runner/temp/nbci-uv-cache"
+
+
+@posix
+def test_the_environment_cache_key_follows_setup_installer_dependencies_and_week(plan):
+    requirements = plan.workspace / "requirements.txt"
+    requirements.write_text("six\n")
+    key = plan()["env-key"]
+    assert re.fullmatch(r"python-uv-[0-9a-f]{20}-\d{4}-W\d{2}", key), key
+    assert plan()["env-key"] == key and plan(installer="pip")["env-key"] != key
+    requirements.write_text("six==1.17.0\n")
+    assert plan()["env-key"] != key
+    assert plan(cache="false")["env-key"] == "" and plan(setup="none")["env-key"] == ""
+    requirements.unlink()  # no dependency file: the hash of nothing (standard input is not read)
+    assert plan()["env-key"].startswith("python-uv-e3b0c44298fc1c149afb-")
+    assert plan(mode="list", shards="2")["python-env"] == ""  # a list job builds no environment
+    (plan.workspace / "environment.yml").write_text("dependencies: [python]\n")
+    conda = plan(setup="conda")
+    assert conda["conda-env"] == "/runner/temp/nbci-conda-env" and conda["python-env"] == ""
+    assert conda["env-key"].startswith("conda-uv-") and conda["env-key"] != key
 
 
 @posix
@@ -325,7 +347,7 @@ def test_a_failing_step_reports_an_annotation_and_writes_no_outputs(tmp_path: Pa
 
 
 def test_the_engine_lock_pins_every_dependency_with_hashes():
-    text = (ROOT / "action" / "engine.lock").read_text()
+    text = (ROOT / "action" / "requirements.txt").read_text()
     entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)( ;[^\\\n]*)? \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)",
                          text, re.MULTILINE)
     requirement_lines = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
@@ -345,3 +367,34 @@ def test_the_engine_installs_from_the_lock_with_hash_checking(tmp_path: Path):
         assert lock[-3:] == ["--require-hashes", "-r", setup_engine.LOCK]
         assert engine[-3:] == ["--no-deps", "--no-build-isolation", ROOT]
     assert setup_engine.install_commands(python, uv, ROOT)[0][:5] == [uv, "pip", "install", "--python", python]
+
+
+@posix
+def test_release_check_accepts_only_the_engines_version_with_a_changelog_entry():
+    script = ROOT / ".github" / "release" / "check.sh"
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    ok = subprocess.run(["bash", str(script), f"v{version}"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "### Added" in ok.stdout and "## [" not in ok.stdout  # its own section only
+    for tag, message in ((f"v{version}.1", "is not vX.Y.Z"), ("v0.0.1", "does not match the engine's version"),
+                         (version, "is not vX.Y.Z")):
+        bad = subprocess.run(["bash", str(script), tag], capture_output=True, text=True)
+        assert bad.returncode == 1 and message in bad.stderr, tag
+
+
+@posix
+def test_the_execution_cache_is_kept_per_branch_and_shard_and_skipped_on_schedule(plan):
+    outputs = plan(notebooks="a.ipynb b/*.ipynb")
+    prefix = outputs["exec-key"][:-len("feature/x_y-42-2")]
+    assert re.fullmatch(r"nbci-exec-Linux-[0-9a-f]{12}-", prefix)
+    assert outputs["exec-restore-keys"].split("\n") == [prefix + "feature/x_y-", prefix + "main-"]
+    sharded = plan(notebooks="a.ipynb b/*.ipynb", shard="2/3")
+    assert sharded["exec-key"] == prefix + "shard-2-of-3-feature/x_y-42-2"
+    assert plan(execution_cache="false")["exec-cache-dir"] == ""
+    assert plan(mode="list", shards="2")["exec-cache-dir"] == ""
+    # the runner names the event in GITHUB_EVENT_NAME
+    env = {"INPUT_EXECUTION_CACHE": "true", "GITHUB_EVENT_NAME": "schedule", "GITHUB_OUTPUT": str(plan.workspace.parent / "output"),
+           "RUNNER_TEMP": "/runner/temp", "GITHUB_ACTION_PATH": str(ROOT), "RUNNER_OS": "Linux", "GITHUB_RUN_ID": "42"}
+    (plan.workspace.parent / "output").write_text("")
+    assert run_script("plan.sh", plan.workspace, env).returncode == 0
+    assert parse_output_file((plan.workspace.parent / "output").read_text())["exec-cache-dir"] == ""

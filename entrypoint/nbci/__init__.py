@@ -1,3 +1,3 @@
 """nbci: prove that a repository's Jupyter notebooks still run."""
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"

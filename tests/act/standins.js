@@ -33,7 +33,7 @@ function inputs() {
 function record(action, stage) {
   const given = inputs();
   const dir = env("NBCI_ACT_RECORD");
-  fs.mkdirSync(dir, { recursive: true });
+  fs.mkdirSync(dir, { recursive: true, verbatimSymlinks: true });
   fs.appendFileSync(path.join(dir, `${action}.jsonl`), JSON.stringify({ stage, inputs: given }) + "\n");
   return given;
 }
@@ -55,7 +55,9 @@ function venv(dir) {
   return path.join(dir, "bin");
 }
 
-// actions/setup-python: a fresh venv of the host's python3 on PATH (whatever version was asked).
+// actions/setup-python: a venv of the host's python3 on PATH (whatever version was asked), kept like
+// the hosted tool cache at one path for the whole test session, beside the cache store: so an
+// environment built on it in one run and restored from the cache in the next finds its Python.
 exports.setupPython = () => {
   const given = record("setup-python", "main");
   if (given.cache) {
@@ -64,7 +66,8 @@ exports.setupPython = () => {
       fail(`No file in ${process.cwd()} matched to [${dependency || "**/requirements.txt"}], make sure you have checked out the target repository`);
     }
   }
-  const bin = venv(path.join(env("RUNNER_TEMP"), "setup-python-standin"));
+  const toolcache = path.join(path.dirname(env("NBCI_ACT_CACHE")), "setup-python-standin");
+  const bin = fs.existsSync(path.join(toolcache, "bin", "python")) ? path.join(toolcache, "bin") : venv(toolcache);
   fs.appendFileSync(env("GITHUB_PATH"), bin + "\n");
   const python = path.join(bin, "python");
   const version = childProcess.execFileSync(python, ["-c", "import platform; print(platform.python_version())"]);
@@ -80,18 +83,21 @@ exports.setupMiniconda = () => {
   const file = given["environment-file"];
   if (file && !fs.existsSync(file)) fail(`stand-in: environment-file ${file} does not exist`);
   const conda = path.join(env("RUNNER_TEMP"), "miniconda-standin");
-  venv(path.join(conda, "envs", given["activate-environment"] || "test"));
-  fs.mkdirSync(path.join(conda, "etc", "profile.d"), { recursive: true });
+  const target = given["activate-environment"];  // a name under $CONDA/envs, a prefix path, or none
+  if (target) venv(target.includes("/") ? target : path.join(conda, "envs", target));
+  fs.mkdirSync(path.join(conda, "etc", "profile.d"), { recursive: true, verbatimSymlinks: true });
   fs.writeFileSync(path.join(conda, "etc", "profile.d", "conda.sh"), [
     `export CONDA_EXE="${conda}/bin/conda"`,
     'conda() {',
     '  if [ "$1" = activate ]; then',
-    '    export CONDA_PREFIX="$CONDA/envs/$2" CONDA_DEFAULT_ENV="$2" PATH="$CONDA/envs/$2/bin:$PATH"',
+    '    case $2 in */*) prefix=$2 ;; *) prefix="$CONDA/envs/$2" ;; esac',
+    '    [ -x "$prefix/bin/python" ] || { echo "stand-in conda: no environment at $prefix" >&2; return 1; }',
+    '    export CONDA_PREFIX="$prefix" CONDA_DEFAULT_ENV="$2" PATH="$prefix/bin:$PATH"',
     '  else "$CONDA_EXE" "$@"; fi',
     '}',
     "",
   ].join("\n"));
-  fs.mkdirSync(path.join(conda, "bin"), { recursive: true });
+  fs.mkdirSync(path.join(conda, "bin"), { recursive: true, verbatimSymlinks: true });
   fs.writeFileSync(path.join(conda, "bin", "conda"), [
     "#!/usr/bin/env bash",
     "# stand-in: `conda install --yes --prefix P PKG...` pip-installs PKG into P",
@@ -119,7 +125,7 @@ function cacheEntry(key) {
 exports.cacheRestore = (stage = "main") => {
   const given = record("cache", stage);
   const store = env("NBCI_ACT_CACHE");
-  fs.mkdirSync(store, { recursive: true });
+  fs.mkdirSync(store, { recursive: true, verbatimSymlinks: true });
   let source = fs.existsSync(cacheEntry(given.key)) ? cacheEntry(given.key) : null;
   const hit = source !== null;
   for (const prefix of hit ? [] : lines(given["restore-keys"])) {
@@ -132,7 +138,7 @@ exports.cacheRestore = (stage = "main") => {
   if (source) {
     lines(given.path).forEach((p, i) => {
       const saved = path.join(source, String(i));
-      if (fs.existsSync(saved)) fs.cpSync(saved, expandHome(p), { recursive: true });
+      if (fs.existsSync(saved)) fs.cpSync(saved, expandHome(p), { recursive: true, verbatimSymlinks: true });
     });
   }
   console.log(`stand-in cache: ${hit ? "hit" : source ? "restored from a restore key" : "miss"} for ${given.key}`);
@@ -152,7 +158,7 @@ exports.cacheSave = (stage = "post") => {
     return;
   }
   lines(given.path).forEach((p, i) => {
-    if (fs.existsSync(expandHome(p))) fs.cpSync(expandHome(p), path.join(entry, String(i)), { recursive: true });
+    if (fs.existsSync(expandHome(p))) fs.cpSync(expandHome(p), path.join(entry, String(i)), { recursive: true, verbatimSymlinks: true });
   });
   fs.writeFileSync(entry + ".key", given.key);
 };
@@ -164,7 +170,7 @@ exports.uploadArtifact = () => {
   const name = given.name || "artifact";
   const store = env("NBCI_ACT_ARTIFACTS");
   const target = path.join(store, name);
-  fs.mkdirSync(store, { recursive: true });
+  fs.mkdirSync(store, { recursive: true, verbatimSymlinks: true });
   if (fs.existsSync(target) && given.overwrite !== "true") {
     fail(`Failed to CreateArtifact: an artifact with this name already exists on the workflow run (${name})`);
   }
