@@ -15,7 +15,7 @@
 #   exec-key, exec-restore-keys
 #                     what the execution cache is saved under (a new entry per run and attempt, per
 #                     shard), and restored from: this branch's newest entry, else the default branch's
-#   env-key           with cache: true, the environment cache's key (after the OS, architecture and
+#   env-key           with cache: true (setup: conda, or setup: python with installer: pip), the environment cache's key (after the OS, architecture and
 #                     Python version): setup, installer, the dependency file's hash and the ISO week,
 #                     so an unpinned requirement is re-resolved at least weekly; else empty
 #   mode              run | list (list: only the engine is installed; setup is none)
@@ -199,7 +199,9 @@ if [ "$mode" = run ] && [ "$setup" = python ]; then
   [ "${RUNNER_OS:-}" != Windows ] || python_env_python="$python_env/Scripts/python.exe"
 fi
 [ "$mode" != run ] || [ "$setup" != conda ] || conda_env="${RUNNER_TEMP:?}/nbci-conda-env"
-if [ "$cache" = true ] && [ -n "$python_env$conda_env" ]; then
+# Restoring a built environment beats installing it from pip's cache (0.61x, benchmarks/install.py)
+# and skips conda's solve; uv installs from its own cache as fast as an environment unpacks (1.03x).
+if [ "$cache" = true ] && { [ -n "$conda_env" ] || { [ -n "$python_env" ] && [ "$installer" = pip ]; }; }; then
   dependency_files=()
   [ -z "$requirements" ] || dependency_files+=("$requirements")
   [ -z "$environment_file" ] || dependency_files+=("$environment_file")

@@ -242,6 +242,7 @@ def timed_install(method: str, cache_state: str, round_: int, tools: Tools, sour
 def timed_unpack(method: str, state: str, round_: int, folder: Path, work: Path, env: Dict[str, str]) -> Run:
     """Pack ``folder`` as actions/cache does (untimed), delete it, and time unpacking it again."""
     archive = work / f"{folder.name}.tar.zst"
+    folder.mkdir(parents=True, exist_ok=True)  # a tool that cached nothing (local wheel folders) packs an empty one
     subprocess.run(["tar", "--zstd", "-cf", str(archive), "-C", str(folder.parent), folder.name], check=True)
     shutil.rmtree(folder)
     if wait_for_quiet(QUIET_WAIT) is None:
