@@ -104,6 +104,7 @@ class RunResult:
     cancelled: bool = False
     shard: Optional[str] = None  # "I/N" when this run was one shard of a split
     engine_peak_rss: Optional[int] = None  # bytes, nbci's own peak resident memory
+    engine_cpu: Optional[float] = None  # CPU seconds of the coordinating nbci process (kernels excluded)
     signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that cancelled the run, if one did
 
     @property
@@ -127,6 +128,7 @@ class RunResult:
             "statuses": {status: n for status, n in counts.items() if n},
             "duration": round(self.duration, 3),
             "engine_peak_rss": self.engine_peak_rss,
+            "engine_cpu": None if self.engine_cpu is None else round(self.engine_cpu, 3),
             "cancelled": self.cancelled,
             "ok": self.ok,
         }

@@ -123,7 +123,7 @@ class Scheduler:
     def result(self) -> RunResult:
         """The results of the notebooks that finished, in discovery order."""
         return RunResult([self.done[i] for i in sorted(self.done)], self.duration, self.cancelled,
-                         engine_peak_rss=engine_peak_rss(), signal=self.signal)
+                         engine_peak_rss=engine_peak_rss(), engine_cpu=engine_cpu(), signal=self.signal)
 
     async def _worker(self, queue: List[Job]) -> None:
         while queue and not self.cancelled:
@@ -295,6 +295,12 @@ def execution_cache(config: Config) -> Optional[ExecutionCache]:
     options = {"timeout": config.timeout, "notebook_timeout": config.notebook_timeout,
                "allow_errors": config.allow_errors, "memory_limit": config.memory_limit}
     return ExecutionCache(config.cache_dir, config.root, config.cache_max_age, list(config.cache_inputs), options)
+
+
+def engine_cpu() -> float:
+    """CPU seconds (user + system) this process has used, its threads included, its children not."""
+    times = os.times()
+    return times.user + times.system
 
 
 def engine_peak_rss() -> Optional[int]:
