@@ -43,7 +43,7 @@ FINGERPRINT_SCRIPT = (
     "import json, sys\n"
     "from importlib import metadata\n"
     "dists = sorted({(d.metadata['Name'] or '', d.version or '') for d in metadata.distributions()})\n"
-    "print(json.dumps({'python': sys.version, 'executable': sys.executable, 'distributions': dists}))\n"
+    "print(json.dumps({'python': sys.version, 'distributions': dists}))\n"
 )
 # Run silently in the kernel before the first cell: remember every file opened for reading (and
 # every source file imported) below ROOT, on a module object only nbci asks for. Nothing enters the
@@ -281,7 +281,9 @@ def environment_fingerprint(kernel: str, environ: Mapping[str, str]) -> str:
         spec = KernelSpecManager().get_kernel_spec(kernel)
     except NoSuchKernel:
         return json.dumps({"kernel": kernel, "missing": True})
-    described = {"argv": spec.argv, "env": spec.env, "language": spec.language}
+    # Where the interpreter lives is left out (a runner's temporary folder moves between runs); what
+    # it is, its version and every distribution, is asked of it below.
+    described = {"argv": [os.path.basename(spec.argv[0])] + spec.argv[1:], "env": spec.env, "language": spec.language}
     if not any("ipykernel" in arg for arg in spec.argv):
         return json.dumps(described, sort_keys=True)
     env = {**environ, **(spec.env or {})}

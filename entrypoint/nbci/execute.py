@@ -309,7 +309,7 @@ async def wait_exit(kernel: Kernel, within: float = 2.0) -> Optional[int]:
 def write_notebook(nb: NotebookNode, path: Path, base: Path) -> None:
     """Write ``nb`` to ``path`` atomically, creating the folders from ``base`` without following links."""
     ensure_folder(path.parent, base)
-    write_atomic(path, nbformat.writes(nb))
+    write_atomic(path, nbformat.v4.writes(nb))  # as nbformat.writes, without validating again what was read valid
 
 
 def invalid_result(path: str, reason: str) -> NotebookResult:

@@ -31,6 +31,7 @@ from queue import Empty
 from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Set
 
 import psutil
+import zmq.asyncio
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
@@ -324,6 +325,7 @@ class KernelLauncher:
         self.startup_timeout = startup_timeout
         self.retries = retries
         self.runtime_dir = Path(tempfile.mkdtemp(prefix="nbci-"))
+        self.context = zmq.asyncio.Context()  # one for every kernel's manager and client: no per-kernel set-up and teardown
         self.run_tag = secrets.token_hex(6)
         self.subreaper = become_subreaper()
         self.zygotes = Zygotes(self.runtime_dir, self.subreaper) if kernel_start == "fork" else None
@@ -334,7 +336,7 @@ class KernelLauncher:
     def _manager(self, name: str) -> AsyncKernelManager:
         self._count += 1
         stem = self.runtime_dir / f"k{self._count}"
-        manager = AsyncKernelManager(kernel_name=name, connection_file=str(stem) + ".json")
+        manager = AsyncKernelManager(kernel_name=name, connection_file=str(stem) + ".json", context=self.context)
         if sys.platform != "win32":
             manager.transport = "ipc"
             manager.ip = str(stem)
@@ -377,12 +379,14 @@ class KernelLauncher:
             output.stop()
             raise
         output.start()
-        client = manager.client()
+        client = manager.client(context=self.context)
         client.iopub_channel_class = BoundedIOPubChannel  # huge outputs are cut before decoding
         kernel = Kernel(request.name, manager, client, tag=tag, output=output)
         self.live.add(kernel)
         try:
-            kernel.client.start_channels(stdin=False)  # and so input() raises StdinNotImplementedError at once
+            # No stdin channel, so input() raises StdinNotImplementedError at once; no heartbeat thread:
+            # the manager polls the kernel process to tell whether it is alive.
+            kernel.client.start_channels(stdin=False, hb=False)
             await wait_until_ready(kernel.client, self.startup_timeout)
         except BaseException:
             await self.shutdown(kernel)
@@ -420,6 +424,7 @@ class KernelLauncher:
             self.zygotes.close()
         if self.subreaper:
             kill_orphans(self.run_tag)
+        self.context.destroy(linger=0)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
 
