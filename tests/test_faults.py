@@ -122,7 +122,7 @@ def test_heartbeat_names_notebook_cell_and_source(project: Project) -> None:
     project.write("nap.ipynb", "x = 1", "import time\ntime.sleep(3)  # a long nap\nx = 2")
     run = project.run("run", "--heartbeat", "0.5")
     assert run.code == 0
-    beats = [line for line in run.stdout.splitlines() if "nap.ipynb: cell 1" in line]
+    beats = [line for line in run.stdout.splitlines() if "nap.ipynb: cell 2" in line]  # its second cell, counted from 1
     assert beats, run.stdout
     assert "`import time`" in beats[0] and "MiB" in beats[0]
 
@@ -251,7 +251,7 @@ def test_signal_cancels_kills_everything_and_writes_results(project: Project, si
         reader = LineReader(proc.stdout)
         # quick is done and the sleepers are in their sleeping cell, so their pid files exist
         reader.wait_for(lambda seen: any(line.startswith("PASSED") and "quick" in line for line in seen)
-                        and all(any(f"{n}_sleeps.ipynb: cell 1" in line for line in seen) for n in "bcd"))
+                        and all(any(f"{n}_sleeps.ipynb: cell 2" in line for line in seen) for n in "bcd"))
         family = psutil.Process(proc.pid).children(recursive=True)
         pids = [int(p) for n in "bcd" for p in (project.root / f"{n}.pids").read_text().split()]
         assert all(psutil.pid_exists(pid) for pid in pids)

@@ -310,7 +310,7 @@ def check_reads_or_invalid(tmp_path: Path, data: bytes) -> None:
     try:
         nb, _ = read_notebook(tmp_path, path.name)
     except InvalidNotebook as exc:
-        assert str(exc).startswith("not ") and "\n" not in str(exc)
+        assert str(exc).strip() and "\n" not in str(exc)  # one line saying why
         return
     # what reads must be usable by the scheduler and the executor
     assert isinstance(kernel_name(nb, None), str)

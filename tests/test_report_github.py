@@ -101,7 +101,7 @@ def test_annotation_points_at_the_failing_line_relative_to_the_repository(tmp_pa
     [(_, props, message)] = commands(stream, "error")
     assert props["file"] == "docs/sub/calc, v2.ipynb"
     assert int(props["line"]) == line_holding(text, '"c = a / b\\n"')
-    assert props["title"] == "sub/calc, v2.ipynb failed at cell 2"
+    assert props["title"] == "sub/calc, v2.ipynb failed at cell 3"
     assert message == "ValueError: bad value in sub/calc, v2.ipynb"
 
 
@@ -163,7 +163,7 @@ def test_summary_lists_failures_first_with_source_and_traceback_tail(tmp_path: P
     table = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
     assert table == ["| Status | Notebook | Duration |", "| ❌ failed | `` fail\\|`odd`.ipynb `` | 1.2 s |",
                      "| ✅ passed | `ok.ipynb` | 1.2 s |"]
-    assert "<details><summary><code>fail|`odd`.ipynb</code> failed in cell 2: ValueError: bad value" in text
+    assert "<details><summary><code>fail|`odd`.ipynb</code> failed in cell 3: ValueError: bad value" in text
     assert "```python\nraise ValueError('x')\n```" in text
     assert "frame 99\nValueError: x\n```" in text and "frame 50\n" not in text
     assert "earlier lines cut" in text

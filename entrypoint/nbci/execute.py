@@ -69,13 +69,13 @@ def read_notebook(root: Path, relpath: str) -> Tuple[NotebookNode, List[str]]:
         raise InvalidNotebook(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except Exception as exc:  # nbformat raises many kinds for broken JSON and structure (RecursionError too)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidNotebook(f"not a readable notebook: {reason}") from None
+        raise InvalidNotebook(reason) from None
     try:
         return nb, repair(nb)
     except InvalidNotebook:
         raise
     except Exception as exc:  # a structure nbformat's own tools trip over
-        raise InvalidNotebook(f"not a readable notebook: {type(exc).__name__} while reading its structure") from None
+        raise InvalidNotebook(f"{type(exc).__name__} while reading its structure") from None
 
 
 def repair(nb: NotebookNode) -> List[str]:
@@ -102,7 +102,7 @@ def repair(nb: NotebookNode) -> List[str]:
         check_runnable(nb)
         warnings.append(f"not valid nbformat ({exc.message}): run anyway, as Jupyter opens it")
     except Exception as exc:  # the validator itself fails on some structures (an id that is a list)
-        raise InvalidNotebook(f"not a readable notebook: nbformat cannot validate it ({type(exc).__name__})") from None
+        raise InvalidNotebook(f"nbformat cannot validate it ({type(exc).__name__})") from None
     return warnings
 
 
@@ -112,13 +112,13 @@ def check_runnable(nb: NotebookNode) -> None:
     metadata, cells = nb.get("metadata"), nb.get("cells")
     kernelspec = metadata.get("kernelspec", {}) if isinstance(metadata, dict) else None
     if not isinstance(kernelspec, dict) or not isinstance(kernelspec.get("name", ""), str):
-        raise InvalidNotebook("not a readable notebook: its metadata or kernelspec is not a mapping with a name")
+        raise InvalidNotebook("its metadata or kernelspec is not a mapping with a name")
     if not isinstance(cells, list):
-        raise InvalidNotebook("not a readable notebook: it has no list of cells")
+        raise InvalidNotebook("it has no list of cells")
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw") \
                 or not isinstance(cell.get("source"), str) or not isinstance(cell.get("metadata", {}), dict):
-            raise InvalidNotebook(f"not a readable notebook: cell {index} has no known cell_type, text source "
+            raise InvalidNotebook(f"cell {index} has no known cell_type, text source "
                                   "or metadata mapping")
         cell.setdefault("metadata", {})
 
@@ -266,6 +266,22 @@ async def execute(
     )
     client.kc = kernel.client
     clear_outputs(nb)
+    status, error = await run_notebook(client, nb, kernel, timeout, watch, is_cancelled)
+    if error is not None and error.cell_index is not None:
+        error.code_cell = code_cell_number(nb, error.cell_index)
+    return status, error
+
+
+def code_cell_number(nb: NotebookNode, index: int) -> Optional[int]:
+    """The 1-based position of cell ``index`` among the code cells, or None for another kind."""
+    if index >= len(nb.cells) or nb.cells[index].get("cell_type") != "code":
+        return None
+    return sum(1 for cell in nb.cells[:index + 1] if cell.get("cell_type") == "code")
+
+
+async def run_notebook(client: "NbciClient", nb: NotebookNode, kernel: Kernel, timeout: Optional[float], watch: Watch,
+                       is_cancelled: Callable[[], bool]) -> Tuple[str, Optional[CellError]]:
+    """Run every cell; map how it ended to a status and the error, marking the cells not run."""
     try:
         await client.run_cells()
     except NotebookExit as exc:
@@ -281,7 +297,7 @@ async def execute(
         return st.FAILED, cell_error(nb, watch.cell_index, exc.ename, exc.evalue)
     except CellTimeoutError:
         mark_not_run(nb, watch.cell_index)
-        message = f"cell {watch.cell_index} ran longer than --timeout {timeout:g} s"
+        message = f"the cell ran longer than --timeout {timeout:g} s"
         mark_cell(nb, watch.cell_index, "CellTimeoutError", message)
         return st.TIMEOUT, CellError("CellTimeoutError", message, watch.cell_index)
     except (DeadKernelError, RuntimeError, TimeoutError, asyncio.TimeoutError) as exc:

@@ -9,13 +9,14 @@ whatever happened before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Mapping, Optional, Sequence
+from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
 from nbci.config import Config
@@ -50,18 +51,33 @@ class Outcome:
         return EXIT_OK if self.run.ok else EXIT_FAILED
 
 
-def job_log(config: Config) -> CommandLog:
-    """The log nbci writes to. In GitHub mode its own stderr joins stdout, so one ordered stream
-    passes through the stopped region (the runner reads both pipes, in no promised order)."""
+@contextlib.contextmanager
+def job_log(config: Config) -> Iterator[CommandLog]:
+    """The log nbci writes to, open for the run. In GitHub mode its own stderr joins stdout, so one
+    ordered stream passes through the stopped region (the runner reads both pipes, in no promised
+    order); both are as they were again afterwards."""
+    log = CommandLog(sys.stdout, github=config.github)
+    saved_stream, saved_fd = sys.stderr, None
     if config.github:
         sys.stdout.flush()
         try:
             if sys.stdout.fileno() == 1 and sys.stderr.fileno() == 2:
+                sys.stderr.flush()
+                saved_fd = os.dup(2)
                 os.dup2(1, 2)
         except (AttributeError, OSError, ValueError):  # not the process's own streams
             pass
         sys.stderr = sys.stdout
-    return CommandLog(sys.stdout, github=config.github)
+    log.open()
+    try:
+        yield log
+    finally:
+        sys.stdout.flush()
+        log.close()
+        sys.stderr = saved_stream
+        if saved_fd is not None:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
 
 
 def find_notebooks(config: Config) -> List[str]:
@@ -125,9 +141,7 @@ def list_notebooks(config: Config, as_json: bool, shards: Optional[int]) -> int:
 
 def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
     """Discover, run and report; return the exit code. Reports are written whatever happens."""
-    log = job_log(config)
-    log.open()
-    try:
+    with job_log(config) as log:
         paths = narrow(config, find_notebooks(config))
         prepare_output_dir(config, paths)
         reporters = make_reporters(config, environ, log)
@@ -145,9 +159,6 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
         for problem in outcome.problems:
             print(f"nbci: error: {one_line(problem)}", file=sys.stderr)
         return outcome.exit_code
-    finally:
-        sys.stdout.flush()
-        log.close()
 
 
 def make_reporters(config: Config, environ: Mapping[str, str], log: CommandLog) -> List[Reporter]:

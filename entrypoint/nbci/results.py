@@ -1,5 +1,9 @@
 """Per-notebook and per-run results, and ``results.json`` (a public, versioned schema).
 
+Cells are counted two ways: ``cell_index`` is 0-based over all cells (``nb.cells[i]``); reports name a
+cell as Jupyter users see it, ``cell 39 (code cell 18)``: 1-based over all cells, then 1-based over
+the code cells, which is the ``In [18]`` of a fresh top-to-bottom run.
+
 What a notebook controls is stored bounded: an error's ``evalue`` keeps its first
 ``MESSAGE_CHARS`` characters, a traceback its last ``TRACEBACK_CHARS`` (each line at most
 ``MESSAGE_CHARS``), the kernel process's own output its first ``KERNEL_OUTPUT_CHARS``; a marker
@@ -44,6 +48,15 @@ class CellError:
     evalue: str
     cell_index: Optional[int] = None
     traceback: List[str] = field(default_factory=list)
+    code_cell: Optional[int] = None  # 1-based among the code cells: "code cell 3" is Jupyter's In [3] in a fresh run
+
+    @property
+    def cell_name(self) -> Optional[str]:
+        """The cell as people name it: ``cell 39 (code cell 18)``, 1-based, or None when none ran."""
+        if self.cell_index is None:
+            return None
+        code = f" (code cell {self.code_cell})" if self.code_cell else ""
+        return f"cell {self.cell_index + 1}{code}"
 
     def __post_init__(self) -> None:
         self.ename = clip(self.ename, 200)

@@ -108,6 +108,8 @@ class Scheduler:
     async def run(self, paths: Sequence[str], expected: Dict[str, float]) -> RunResult:
         started = time.monotonic()
         queue = order_jobs(paths, expected)
+        for reporter in self.reporters:
+            reporter.run_started(list(paths), self.config)
         try:
             await asyncio.gather(*(self._worker(queue) for _ in range(min(self.config.jobs, len(queue)) or 1)))
         finally:

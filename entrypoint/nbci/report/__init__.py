@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from nbformat import NotebookNode
@@ -18,7 +18,9 @@ except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
 
 
 class Reporter(Protocol):
-    """What the scheduler tells every reporter, in this order per notebook."""
+    """What the scheduler tells every reporter: the run starting, then per notebook, then the end."""
+
+    def run_started(self, paths: "List[str]", config: "Config") -> None: ...
 
     def notebook_started(self, path: str) -> None: ...
 

@@ -1,4 +1,8 @@
-"""The terminal: a line per notebook as it finishes, heartbeats, then a summary and each failure.
+"""The terminal: a header, a line per notebook as it finishes, heartbeats, then each failure, the
+counts, and a closing list of what did not pass (one line each).
+
+Failures with the same ``ename: evalue`` are shown in full once; the others with it are folded into
+one line after it. Cells are named as Jupyter users see them: ``cell 39 (code cell 18)``.
 
 Every line goes through the run's ``CommandLog``: notebook text put on one line (paths, the
 running cell's first line, error messages) has its line breaks escaped, and every line is clipped
@@ -7,8 +11,9 @@ to ``LINE_CHARS``, so nothing a notebook holds can start a log line of its own o
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from nbformat import NotebookNode
 
@@ -22,6 +27,8 @@ TRACEBACK_LINES = 40
 SOURCE_LINES = 30
 KERNEL_OUTPUT_LINES = 20
 LINE_CHARS = 2000
+CLOSING_CHARS = 200  # each line of the closing list
+KERNEL_SOURCE_NAME = re.compile(r" \(\d+\.py, line \d+\)$")
 
 
 class ConsoleReporter:
@@ -37,11 +44,17 @@ class ConsoleReporter:
         """Print lines nbci composed; each is clipped (its notebook parts were made one line)."""
         self.log.write("".join(clip(line, LINE_CHARS) + "\n" for line in text.split("\n")))
 
+    def run_started(self, paths: List[str], config: Config) -> None:
+        timeout = f"{config.timeout:g} s per cell" if config.timeout else "no cell timeout"
+        jobs = min(config.jobs, len(paths)) or 1
+        self._print(f"nbci: {len(paths)} notebooks, {jobs} at a time, {timeout}, "
+                    f"executed copies in {one_line(str(config.output_dir))}")
+
     def notebook_started(self, path: str) -> None:
         pass
 
     def heartbeat(self, path, cell_index, source_line, elapsed, rss) -> None:
-        where = f"cell {cell_index}" if cell_index is not None else "starting"
+        where = f"cell {cell_index + 1}" if cell_index is not None else "starting"
         snippet = f" `{one_line(source_line, 60)}`" if source_line else ""
         self._print(f"  ... {one_line(path)}: {where}{snippet}, {elapsed:.0f} s, {format_bytes(rss)}")
 
@@ -57,25 +70,32 @@ class ConsoleReporter:
 
     def run_finished(self, run: RunResult, config: Config) -> None:
         summary = run.summary()
-        for result in run.failures:
-            self._print_failure(result)
+        for group in fold(run.failures):
+            self._print_failure(group[0])
+            if len(group) > 1:
+                others = ", ".join(one_line(result.path) for result in group[1:])
+                self._print(f"\nthe same {group[0].error.ename} in {len(group) - 1} more notebooks: {others}")
         counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
         state = " (cancelled)" if run.cancelled else ""
         self._print(f"\n{summary['total']} notebooks: {counts or 'none run'} in {run.duration:.1f} s{state}")
+        if run.failures:
+            self._print("did not pass:")
+            for result in run.failures:
+                self._print("  " + one_line(failure_line(result), CLOSING_CHARS))
         self._print(f"executed copies and results.json in {one_line(str(config.output_dir))}")
 
     def _print_failure(self, result: NotebookResult) -> None:
         error = result.error
         self._print(f"\n{'=' * 70}\n{result.status.upper()}: {one_line(result.path)}")
         if error is not None:
-            if error.cell_index is not None:
-                self._print(f"--- cell {error.cell_index} ---")
+            if error.cell_name:
+                self._print(f"--- {error.cell_name} ---")
                 source = self._sources.get(result.path, "")
                 self._print_lines(source, SOURCE_LINES, indent="    ")
                 self._print("---")
             lines = "\n".join(error.traceback).splitlines() if error.traceback else []
             self._print_lines("\n".join(lines), TRACEBACK_LINES)
-            if not lines or error.evalue not in lines[-1]:
+            if not shows_error(lines, error.ename, error.evalue):
                 self._print(one_line(f"{error.ename}: {error.evalue}"))
         if result.kernel_output:
             self._print("--- the kernel process printed ---")
@@ -85,3 +105,30 @@ class ConsoleReporter:
         """The last ``limit`` lines of notebook text, each its own clipped log line."""
         for line in tail(text.splitlines(), limit):
             self._print(f"{indent}{clip(line, LINE_CHARS)}")
+
+
+def fold(failures: List[NotebookResult]) -> List[List[NotebookResult]]:
+    """Failures grouped by identical ``ename: evalue``, in order of first appearance."""
+    groups: Dict[object, List[NotebookResult]] = {}
+    for result in failures:
+        error = result.error
+        key = (result.status, error.ename, error.evalue) if error else (result.status, id(result))
+        groups.setdefault(key, []).append(result)
+    return list(groups.values())
+
+
+def shows_error(lines: List[str], ename: str, evalue: str) -> bool:
+    """Whether the traceback's last lines already state the error (a SyntaxError's names its own line)."""
+    return any(evalue in line or line.startswith(f"{ename}:") for line in lines[-3:])
+
+
+def failure_line(result: NotebookResult) -> str:
+    """``FAILED  a.ipynb  cell 3 (code cell 2)  ZeroDivisionError: division by zero``."""
+    error = result.error
+    parts = [f"{result.status.upper():<16}", result.path]
+    if error is not None:
+        if error.cell_name:
+            parts.append(error.cell_name)
+        evalue = KERNEL_SOURCE_NAME.sub("", error.evalue)  # "(3105.py, line 1)": the kernel's temporary file
+        parts.append(f"{error.ename}: {evalue}" if evalue else error.ename)
+    return "  ".join(parts)

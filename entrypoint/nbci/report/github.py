@@ -78,6 +78,9 @@ class GitHubReporter:
         self.log = log or CommandLog(sys.stdout, github=True)
         self._sources: Dict[str, str] = {}  # the failing cell's source, by notebook path
 
+    def run_started(self, paths: List[str], config: Config) -> None:
+        pass
+
     def notebook_started(self, path: str) -> None:
         pass
 
@@ -117,7 +120,7 @@ class GitHubReporter:
     def error_annotation(self, result: NotebookResult, config: Config) -> str:
         source = config.root / result.path
         line = None if config.inplace else failure_line(source, result)
-        where = f" at cell {result.error.cell_index}" if result.error and result.error.cell_index is not None else ""
+        where = f" at {result.error.cell_name}" if result.error and result.error.cell_name else ""
         title = f"{result.path} {STATUS_TITLES.get(result.status, result.status)}{where}"
         return wc.annotation("error", failure_message(result), file=repo_path(source, self.workspace),
                              line=line, title=title)
@@ -406,14 +409,14 @@ def _row(result: NotebookResult) -> str:
 
 def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
     error = result.error
-    where = f" in cell {error.cell_index}" if error and error.cell_index is not None else ""
+    where = f" in {error.cell_name}" if error and error.cell_name else ""
     headline = _clip(f"{STATUS_TITLES.get(result.status, result.status)}{where}: {failure_message(result)}", 500)
     title = f"<code>{_html_line(result.path)}</code> {_html_line(headline)}"
     if not source and not (error and error.traceback):
         return f"{title}\n\n"
     parts = [f"<details><summary>{title}</summary>\n\n"]
     if source:
-        parts.append(f"Cell {error.cell_index if error else ''} source:\n\n")
+        parts.append(f"Source of {error.cell_name if error and error.cell_name else 'the cell'}:\n\n")
         parts.append(_fence("\n".join(tail(source.splitlines(), SOURCE_LINES)), "python"))
     if error and error.traceback:
         lines = ANSI.sub("", "\n".join(error.traceback)).splitlines()

@@ -1,0 +1,42 @@
+"""The console report as a person reads a CI log: header, named cells, folded repeats, a closing list."""
+
+from __future__ import annotations
+
+import nbformat
+
+from conftest import Project
+
+
+def test_console_names_cells_folds_repeats_and_lists_what_did_not_pass(project: Project) -> None:
+    for name in ("a", "b", "c"):
+        project.write(f"missing_{name}.ipynb", "open('no-such-file.csv')")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_markdown_cell("Then:"), nbformat.v4.new_code_cell("x / 0")])
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(project.root / "later.ipynb"))
+    project.write("syntax.ipynb", "def broken(:\n    pass")
+    project.write("fine.ipynb", "1")
+    run = project.run("run", "--jobs", "2", "--timeout", "60")
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("nbci: 6 notebooks, 2 at a time, 60 s per cell, executed copies in ")
+    assert run.result("later.ipynb")["error"]["code_cell"] == 2
+    assert "--- cell 4 (code cell 2) ---" in lines  # 1-based over all cells, then over the code cells
+    assert sum(line.startswith("FAILED: missing_") for line in lines) == 1  # shown in full once ...
+    assert "the same FileNotFoundError in 2 more notebooks: missing_b.ipynb, missing_c.ipynb" in lines  # ... then folded
+    syntax = run.stdout.split("FAILED: syntax.ipynb")[1].split("=" * 70)[0].split("did not pass:")[0]
+    assert sum("SyntaxError" in line for line in syntax.splitlines()) == 1  # once, not again with a temp file name
+    closing = lines[lines.index("did not pass:") + 1:]
+    assert [line.split()[1] for line in closing[:5]] == sorted(
+        ["later.ipynb", "missing_a.ipynb", "missing_b.ipynb", "missing_c.ipynb", "syntax.ipynb"])
+    assert "  FAILED            later.ipynb  cell 4 (code cell 2)  ZeroDivisionError: division by zero" in closing
+    assert all(len(line) <= 2 + 200 + 30 for line in closing)
+    assert "SyntaxError: invalid syntax" in run.stdout.split("did not pass:")[1] and ".py, line" not in closing[-1]
+
+
+def test_an_unreadable_notebook_says_why_once(project: Project) -> None:
+    (project.root / "broken.ipynb").write_text("{not json")
+    run = project.run("run", "--timeout", "60")
+    assert run.code == 1
+    evalue = run.result("broken.ipynb")["error"]["evalue"]
+    assert "not a readable notebook" not in evalue and "JSON" in evalue
+    assert "INVALID           broken.ipynb  InvalidNotebook: " + evalue[:40] in run.stdout
