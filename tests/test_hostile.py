@@ -356,3 +356,24 @@ def test_a_broken_reporter_costs_no_other_report_and_exits_3(tmp_path: Path) -> 
     assert outcome.exit_code == 3 and seen == [outcome.run]
     assert json.loads((config.output_dir / "results.json").read_text())["summary"]["ok"] is True
     assert (config.output_dir / "junit.xml").is_file() and (config.output_dir / ".nbci-output").is_file()
+
+
+@pytest.mark.parametrize("spool", [False, True])  # a pipe read on the loop; a spool file (Windows)
+def test_kernel_output_keeps_its_first_bytes_either_way(tmp_path: Path, spool: bool) -> None:
+    import asyncio
+
+    from nbci.kernels import KernelOutput
+
+    async def body() -> str:
+        output = KernelOutput(tmp_path, limit=10, spool=spool)
+        os.write(output.write_fd, b"0123456789 and more")  # as the kernel would, before we start reading
+        writer = os.dup(output.write_fd)
+        output.start()
+        os.write(writer, b"!")
+        os.close(writer)
+        text = output.text()  # what waits in the pipe is read too
+        output.stop()
+        return text
+
+    text = asyncio.run(body())
+    assert text.startswith("0123456789\n[nbci: 10 more bytes of kernel output cut]")

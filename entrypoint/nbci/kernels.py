@@ -123,23 +123,31 @@ def kill_pids(pids: Iterable[int]) -> None:
 
 
 class KernelOutput:
-    """What a kernel process writes to its stdout and stderr: read through a pipe, first ``limit``
-    characters kept, the rest counted."""
+    """What a kernel process writes to its stdout and stderr, first ``limit`` bytes kept, the rest
+    counted: read from a pipe on the event loop, or (Windows, whose loop cannot watch a pipe) from a
+    spool file in ``folder``."""
 
-    def __init__(self, limit: int = KERNEL_OUTPUT_CHARS) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
+    def __init__(self, folder: Path, limit: int = KERNEL_OUTPUT_CHARS, spool: bool = os.name == "nt") -> None:
         self.limit = limit
         self._chunks: List[bytes] = []
         self._kept = 0
         self.dropped = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._spool: Optional[str] = None
+        if spool:
+            self.write_fd, self._spool = tempfile.mkstemp(prefix="kernel-output-", dir=folder)
+            self.read_fd = -1
+        else:
+            self.read_fd, self.write_fd = os.pipe()
+            os.set_blocking(self.read_fd, False)
 
     def start(self) -> None:
         """Close our copy of the write end (the kernel has it) and read on the running loop."""
         os.close(self.write_fd)
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self.read_fd, self._read)
+        self.write_fd = -1
+        if self._spool is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(self.read_fd, self._read)
 
     def _read(self) -> None:
         try:
@@ -151,6 +159,9 @@ class KernelOutput:
         if not data:
             self.stop()
             return
+        self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
         room = max(0, self.limit - self._kept)
         self._chunks.append(data[:room])
         self._kept += min(room, len(data))
@@ -158,18 +169,23 @@ class KernelOutput:
 
     def stop(self) -> None:
         """Stop reading and close the pipe (a descendant still writing gets EPIPE)."""
-        if self.read_fd < 0:
-            return
-        if self._loop is not None:
-            self._loop.remove_reader(self.read_fd)
-        else:
+        if self.write_fd >= 0:
             os.close(self.write_fd)
-        os.close(self.read_fd)
-        self.read_fd = -1
+            self.write_fd = -1
+        if self.read_fd >= 0:
+            if self._loop is not None:
+                self._loop.remove_reader(self.read_fd)
+            os.close(self.read_fd)
+            self.read_fd = -1
 
     def text(self) -> str:
         """What was written so far (what is waiting in the pipe included)."""
-        if self.read_fd >= 0:
+        if self._spool is not None:
+            self._chunks, self._kept, self.dropped = [], 0, 0
+            with open(self._spool, "rb") as spool:
+                self._keep(spool.read(self.limit))
+                self.dropped = max(0, os.fstat(spool.fileno()).st_size - self._kept)
+        elif self.read_fd >= 0:
             self._read()
         text = b"".join(self._chunks).decode("utf-8", errors="replace")
         if self.dropped:
@@ -371,7 +387,7 @@ class KernelLauncher:
                                                   parent=manager)
             manager.provisioner.zygotes = self.zygotes
         tag = f"{self.run_tag}-{self._count}"
-        output = KernelOutput()
+        output = KernelOutput(self.runtime_dir)
         try:
             await manager.start_kernel(cwd=str(request.cwd), extra_arguments=extra, stdout=output.write_fd,
                                        stderr=output.write_fd, env=kernel_environment(os.environ, tag))
