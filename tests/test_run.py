@@ -200,3 +200,24 @@ def test_junit_report_lists_every_notebook(project: Project) -> None:
     xml = (run.output_dir / "junit.xml").read_text(encoding="utf-8")
     assert 'tests="2"' in xml and 'failures="1"' in xml
     assert 'name="fails_at_cell_2.ipynb"' in xml and "AssertionError" in xml
+
+
+def test_junit_report_reads_back_as_test_report_tools_read_it(project: Project) -> None:
+    from junitparser import Failure, JUnitXml
+
+    project.add("passing.ipynb")
+    project.add("fails_at_cell_2.ipynb")
+    project.write("control.ipynb", "raise ValueError('bell \\x07 escape \\x1b[31m nul \\x00 end')")
+    run = project.run("run", "--timeout", "60")
+    parsed = JUnitXml.fromfile(str(run.output_dir / "junit.xml"))  # a strict XML parser underneath
+    suites = list(parsed) if isinstance(parsed, JUnitXml) else [parsed]
+    cases = {case.name: case for suite in suites for case in suite}
+    assert sorted(cases) == ["control.ipynb", "fails_at_cell_2.ipynb", "passing.ipynb"]
+    assert cases["passing.ipynb"].is_passed
+    [failure] = [r for r in cases["fails_at_cell_2.ipynb"].result if isinstance(r, Failure)]
+    error = run.result("fails_at_cell_2.ipynb")["error"]
+    assert failure.message == f"{error['ename']}: {error['evalue']}" and failure.type == "failed"
+    assert cases["fails_at_cell_2.ipynb"].system_out.startswith(f"cell {error['cell_index'] + 1} (code cell")
+    assert error["source"] in cases["fails_at_cell_2.ipynb"].system_out
+    [control] = cases["control.ipynb"].result
+    assert control.message.startswith("ValueError: bell \ufffd escape") and "\x00" not in control.message

@@ -27,7 +27,8 @@ from nbci.cache import READ_RECORDER, READS_EXPRESSION
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
-from nbci.results import CellError, NotebookResult
+from nbci.results import MESSAGE_CHARS, CellError, NotebookResult
+from nbci.text import clip
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 DEFAULT_KERNEL = "python3"
@@ -269,6 +270,8 @@ async def execute(
     status, error = await run_notebook(client, nb, kernel, timeout, watch, is_cancelled)
     if error is not None and error.cell_index is not None:
         error.code_cell = code_cell_number(nb, error.cell_index)
+        if error.code_cell:
+            error.source = clip(nb.cells[error.cell_index].get("source", ""), MESSAGE_CHARS)
     return status, error
 
 

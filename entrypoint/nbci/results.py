@@ -49,6 +49,7 @@ class CellError:
     cell_index: Optional[int] = None
     traceback: List[str] = field(default_factory=list)
     code_cell: Optional[int] = None  # 1-based among the code cells: "code cell 3" is Jupyter's In [3] in a fresh run
+    source: Optional[str] = None  # the failing cell's source (first MESSAGE_CHARS characters)
 
     @property
     def cell_name(self) -> Optional[str]:
@@ -62,6 +63,7 @@ class CellError:
         self.ename = clip(self.ename, 200)
         self.evalue = clip(self.evalue, MESSAGE_CHARS)
         self.traceback = last_chars([clip(line, MESSAGE_CHARS) for line in self.traceback], TRACEBACK_CHARS)
+        self.source = clip(self.source, MESSAGE_CHARS) if self.source is not None else None
 
 
 def last_chars(lines: List[str], limit: int) -> List[str]:

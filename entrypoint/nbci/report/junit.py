@@ -1,21 +1,34 @@
-"""JUnit XML: one testcase per notebook, for CI systems and test-report viewers."""
+"""JUnit XML: one testcase per notebook, for CI systems and test-report viewers.
+
+A notebook that did not pass has a ``failure`` whose message is ``ename: evalue`` and whose type is
+its status, the traceback as its text, and the failing cell's source in the testcase's
+``system-out``. Characters XML cannot hold (control characters a notebook may print) are replaced,
+so every reader (GitLab, Jenkins, the GitHub test-report actions) can parse the file.
+"""
 
 from __future__ import annotations
 
-from xml.etree import ElementTree as ET
-
 import json
+import re
+from xml.etree import ElementTree as ET
 
 from nbci.results import OK_STATUSES, RunResult
 
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot carry replaced by U+FFFD."""
+    return NOT_XML.sub("\ufffd", text)
+
 
 def junit_xml(run: RunResult) -> ET.ElementTree:
-    """A ``testsuite`` with a ``testcase`` per notebook; non-passing ones carry a failure or error."""
+    """A ``testsuite`` with a ``testcase`` per notebook; non-passing ones carry a failure."""
     summary = run.summary()
     suite = ET.Element("testsuite", name="nbci", tests=str(summary["total"]), failures=str(summary["failed"]),
                        errors="0", skipped="0", time=f"{run.duration:.3f}")
     for result in run.notebooks:
-        case = ET.SubElement(suite, "testcase", classname="notebooks", name=result.path,
+        case = ET.SubElement(suite, "testcase", classname="notebooks", name=xml_text(result.path),
                              time=f"{result.duration:.3f}")
         if result.cached_from:
             properties = ET.SubElement(case, "properties")
@@ -23,9 +36,11 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
         if result.status in OK_STATUSES:
             continue
         error = result.error
-        message = f"{result.status}: {error.ename}: {error.evalue}" if error else result.status
-        failure = ET.SubElement(case, "failure", message=message[:1000], type=result.status)
-        failure.text = "\n".join(error.traceback) if error and error.traceback else message
+        message = (f"{error.ename}: {error.evalue}" if error.evalue else error.ename) if error else result.status
+        failure = ET.SubElement(case, "failure", message=xml_text(message[:1000]), type=result.status)
+        failure.text = xml_text("\n".join(error.traceback) if error and error.traceback else message)
+        if error and error.source:
+            ET.SubElement(case, "system-out").text = xml_text(f"{error.cell_name}:\n{error.source}")
     return ET.ElementTree(suite)
 
 
