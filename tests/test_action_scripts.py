@@ -399,3 +399,14 @@ def test_the_execution_cache_is_kept_per_branch_and_shard_and_skipped_on_schedul
     (plan.workspace.parent / "output").write_text("")
     assert run_script("plan.sh", plan.workspace, env).returncode == 0
     assert parse_output_file((plan.workspace.parent / "output").read_text())["exec-cache-dir"] == ""
+
+
+@posix
+def test_the_verdict_step_names_the_count_and_fails():
+    import yaml
+
+    [step] = [s for s in yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"] if s.get("id") == "verdict"]
+    done = subprocess.run(["bash", "-c", step["run"]], env={"FAILED": "1", "TOTAL": "2", "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stdout == "::error title=notebook-ci::1 of 2 notebooks did not pass (fail-on-error: true)\n"
