@@ -349,6 +349,12 @@ class KernelLauncher:
         self._ipykernel: Dict[str, bool] = {}
         self.live: Set[Kernel] = set()
 
+    def is_ipykernel(self, name: str) -> bool:
+        """Whether kernelspec ``name`` launches ipykernel, looked up once per run."""
+        if name not in self._ipykernel:
+            self._ipykernel[name] = is_ipykernel(name)
+        return self._ipykernel[name]
+
     def _manager(self, name: str) -> AsyncKernelManager:
         self._count += 1
         stem = self.runtime_dir / f"k{self._count}"
@@ -378,9 +384,7 @@ class KernelLauncher:
 
     async def _start_once(self, request: KernelRequest) -> Kernel:
         manager = self._manager(request.name)
-        if request.name not in self._ipykernel:
-            self._ipykernel[request.name] = is_ipykernel(request.name)
-        extra = [HIST_FILE_ARG] if self._ipykernel[request.name] else []
+        extra = [HIST_FILE_ARG] if self.is_ipykernel(request.name) else []
         if self.zygotes is not None:
             manager.kernel_id = manager.kernel_id or str(uuid.uuid4())
             manager.provisioner = ForkProvisioner(kernel_id=manager.kernel_id, kernel_spec=manager.kernel_spec,

@@ -27,7 +27,7 @@ from nbci.execute import (
     InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
-from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, is_ipykernel
+from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
 from nbci.report import Reporter
 from nbci.results import CellError, NotebookResult, RunResult
 
@@ -59,6 +59,7 @@ class Prepared:
     warnings: List[str] = field(default_factory=list)
     cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
     cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
+    reads: Optional[List[str]] = None  # what the last attempt's kernel read, when recorded for the cache
 
 
 def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
@@ -97,7 +98,6 @@ class Scheduler:
         self.pool = KernelPool(self.launcher)
         self.cache = execution_cache(self.config)
         self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
-        self._reads: Dict[str, Optional[List[str]]] = {}  # what each notebook's last attempt read
 
     def cancel(self, signum: Optional[int] = None) -> None:
         """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
@@ -150,7 +150,7 @@ class Scheduler:
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, self.config.kernel),
                                          (self.config.root / job.path).parent)
-        if self.cache is not None and is_ipykernel(prepared.request.name):
+        if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
             prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name)
             prepared.cached, warning = self.cache.lookup(prepared.cache_key)
             prepared.warnings += [warning] if warning else []
@@ -178,7 +178,7 @@ class Scheduler:
             result, nb = await self._attempts(prepared)
             result.warnings = prepared.warnings + result.warnings
             if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared.cache_key, result, nb)
+                await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
         for reporter in self.reporters:
             reporter.notebook_finished(result, nb)
         return result
@@ -191,13 +191,12 @@ class Scheduler:
         self._write_copy(job, nb, result)
         return result, nb
 
-    def _keep(self, key: str, result: NotebookResult, nb: NotebookNode) -> None:
+    def _keep(self, prepared: Prepared, result: NotebookResult, nb: NotebookNode) -> None:
         """Store a passed notebook in the execution cache when its reads were recorded."""
-        reads = self._reads.pop(result.path, None)
-        if reads is None or self.cache is None:
+        if prepared.reads is None or prepared.cache_key is None or self.cache is None:
             return
         try:
-            self.cache.store(key, result.to_json(), nb, self.cache.relative_reads(reads))
+            self.cache.store(prepared.cache_key, result.to_json(), nb, self.cache.relative_reads(prepared.reads))
         except OSError as exc:
             result.warnings.append(f"not kept in the execution cache: {exc.strerror or exc}")
 
@@ -207,7 +206,7 @@ class Scheduler:
         while True:
             attempt += 1
             nb = copy.deepcopy(prepared.nb) if self.config.retries else prepared.nb
-            result = await self._attempt(prepared.job, nb, prepared.request, attempt)
+            result = await self._attempt(prepared, nb, attempt)
             if result.ok or self.cancelled or attempt > self.config.retries \
                     or not is_transient(result, self.config.retry_on):
                 break
@@ -215,7 +214,8 @@ class Scheduler:
             result.status = st.FLAKY
         return result, nb
 
-    async def _attempt(self, job: Job, nb: NotebookNode, request: KernelRequest, attempt: int) -> NotebookResult:
+    async def _attempt(self, prepared: Prepared, nb: NotebookNode, attempt: int) -> NotebookResult:
+        job, request = prepared.job, prepared.request
         watch = Watch()
         try:
             kernel = await self.pool.acquire((job.index, attempt), request)
@@ -229,7 +229,7 @@ class Scheduler:
                 status, error = await execute(nb, kernel, request.cwd, self.config.timeout,
                                               self.config.allow_errors, watch, lambda: self.cancelled,
                                               self.config.root if self.cache is not None else None)
-                self._reads[job.path] = watch.reads
+                prepared.reads = watch.reads
             finally:
                 monitor.cancel()
                 self.pool.release(kernel)
