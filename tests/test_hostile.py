@@ -136,9 +136,15 @@ def test_no_process_outlives_its_notebook(project: Project, start: str) -> None:
               "shell=True, check=True)")
     project.write("a_daemon.ipynb", daemon.format(name="a"))
     # runs after a_daemon ended (one job): its daemon must already be gone
-    project.write("b_check.ipynb", "import os, time, pathlib\npid = int(pathlib.Path('a.pid').read_text())\n"
+    # the process may vanish between any two looks at /proc: gone is gone, however it is seen
+    project.write("b_check.ipynb", "import time, pathlib\npid = int(pathlib.Path('a.pid').read_text())\n"
+                                   "def alive():\n"
+                                   "    try:\n"
+                                   "        return open(f'/proc/{pid}/stat').read().split()[2] != 'Z'\n"
+                                   "    except (FileNotFoundError, ProcessLookupError):\n"
+                                   "        return False\n"
                                    "deadline = time.monotonic() + 20\n"
-                                   "while os.path.exists(f'/proc/{pid}') and open(f'/proc/{pid}/stat').read().split()[2] != 'Z':\n"
+                                   "while alive():\n"
                                    "    assert time.monotonic() < deadline, 'the daemon outlived its notebook'\n"
                                    "    time.sleep(0.05)")
     project.write("c_daemon.ipynb", daemon.format(name="c"))
@@ -377,3 +383,21 @@ def test_kernel_output_keeps_its_first_bytes_either_way(tmp_path: Path, spool: b
 
     text = asyncio.run(body())
     assert text.startswith("0123456789\n[nbci: 10 more bytes of kernel output cut]")
+
+
+@pytest.mark.skipif(not LINUX, reason="reads /proc")
+def test_every_child_is_found_whatever_its_name(tmp_path: Path) -> None:
+    import shutil
+
+    from nbci.kernels import all_children
+
+    odd = tmp_path / "a) 1 2 (b"  # a process name a stat line's naive split would misread
+    shutil.copy(shutil.which("sleep"), odd)
+    odd.chmod(0o755)
+    children = [subprocess.Popen([str(odd), "30"]), subprocess.Popen(["sleep", "30"])]
+    try:
+        assert {child.pid for child in children} <= set(all_children(os.getpid()))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
