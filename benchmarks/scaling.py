@@ -4,7 +4,9 @@ The corpus has 128 notebooks: 80 tiny, 32 compute-bound (about 1 s of pure Pytho
 printing 20,000 lines plus a 2,000-row HTML table. For each jobs count the machine allows (1, 2, 4,
 8, 16 up to its cores) the methods run interleaved, ``--repeat`` rounds; the report gives medians,
 x floor (recorded cell time / N, or the longest notebook, + 0.2 s), nbci / nbmake, and the CPU the
-coordinating nbci process used (``summary.engine_cpu``) per notebook.
+coordinating nbci process used (``summary.engine_cpu``) and its helper processes used
+(``summary.helpers_cpu``) per notebook. ``--one-process`` also times ``nbci --helpers 0``, every
+kernel driven from one process, as the baseline for the helpers.
 
 ``--tiny-only`` runs just the 80 tiny notebooks, where the coordinating cost is all there is: the
 issue's target is at most 10 ms of coordinating CPU per tiny notebook at ``--jobs 2``, best of 2.
@@ -77,12 +79,17 @@ def cell_seconds(folder: Path) -> List[float]:
     return per
 
 
-def timed(argv: List[str], cwd: Path, env: Dict[str, str]) -> float:
+def timed(argv: List[str], cwd: Path, env: Dict[str, str], failures: Optional[List[str]] = None) -> float:
+    """Wall seconds of one run; a failing run stops the benchmark, or is noted in ``failures`` when given
+    (nbmake's own "NBMAKE INTERNAL ERROR"s under load are part of what is compared)."""
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
+    took = time.perf_counter() - started
+    if done.returncode != 0 and failures is None:
         raise SystemExit(f"{argv[:4]} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - started
+    if done.returncode != 0:
+        failures.append(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else f"exit {done.returncode}")
+    return took
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -91,52 +98,71 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--jobs", default=",".join(str(n) for n in (1, 2, 4, 8, 16) if n <= (os.cpu_count() or 1)))
     parser.add_argument("--tiny-only", action="store_true")
     parser.add_argument("--no-nbmake", action="store_true", help="time nbci alone")
+    parser.add_argument("--one-process", action="store_true",
+                        help="also time nbci --helpers 0 (every kernel driven from one process)")
+    parser.add_argument("--fork", action="store_true",
+                        help="also time nbci --kernel-start fork (with PYTHONHASHSEED=0, which it needs)")
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_DIR)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     python = ensure_venv(args.venv_dir)
     env = dict(venv_environ(args.venv_dir), MPLBACKEND="Agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    methods = ["nbci"] + (["one process"] if args.one_process else []) + (["fork"] if args.fork else []) \
+        + ([] if args.no_nbmake else ["nbmake"])
+    variants = {"nbci": [], "one process": ["--helpers", "0"], "fork": ["--kernel-start", "fork"]}
     rows = []
     with tempfile.TemporaryDirectory(prefix="nbci-bench-scaling-") as tmp:
         corpus = Path(tmp) / "corpus"
         count = write_corpus(corpus, args.tiny_only)
         for jobs in (int(n) for n in args.jobs.split(",")):
-            times: Dict[str, List[float]] = {"nbci": [], "nbmake": []}
-            cpu: List[float] = []
+            times: Dict[str, List[float]] = {method: [] for method in methods}
+            cpu: Dict[str, List[float]] = {"engine_cpu": [], "helpers_cpu": []}
+            nbmake_failures: List[str] = []
             out = Path(tmp) / f"out-{jobs}"
+            nbci = [str(python), "-m", "nbci", "run", ".", "--jobs", str(jobs), "--heartbeat", "0", "--timeout", "600",
+                    "--output-dir", str(out)]
             for round_ in range(args.repeat):
-                methods = ["nbci"] + ([] if args.no_nbmake else ["nbmake"])
                 for method in methods if round_ % 2 == 0 else methods[::-1]:
-                    if method == "nbci":
-                        times[method].append(timed([str(python), "-m", "nbci", "run", ".", "--jobs", str(jobs),
-                                                    "--heartbeat", "0", "--timeout", "600", "--output-dir", str(out)],
-                                                   corpus, env))
-                        cpu.append(json.loads((out / "results.json").read_text())["summary"]["engine_cpu"])
-                    else:
+                    if method == "nbmake":
                         times[method].append(timed([str(python), "-m", "pytest", "--nbmake", "-n", str(jobs), "-q",
-                                                    "-p", "no:cacheprovider", "--nbmake-timeout=600", "."], corpus, env))
+                                                    "-p", "no:cacheprovider", "--nbmake-timeout=600", "."], corpus, env,
+                                                   nbmake_failures))
+                    else:
+                        times[method].append(timed(nbci + variants[method], corpus,
+                                                   dict(env, PYTHONHASHSEED="0") if method == "fork" else env))
+                    if method == "nbci":
+                        summary = json.loads((out / "results.json").read_text())["summary"]
+                        for key in cpu:
+                            cpu[key].append(summary.get(key) or 0.0)
                     log(f"jobs {jobs} round {round_ + 1} {method}: {times[method][-1]:.2f} s")
             cells = cell_seconds(out)
             floor = max(sum(cells) / jobs, max(cells)) + 0.2
-            nbci = statistics.median(times["nbci"])
-            nbmake = statistics.median(times["nbmake"]) if times["nbmake"] else None
-            rows.append({"jobs": jobs, "notebooks": count, "floor": floor, "nbci": nbci, "nbmake": nbmake,
-                         "engine_cpu_best": min(cpu), "engine_cpu_ms_per_notebook": 1000 * min(cpu) / count})
-    lines = [f"## Scaling ({count} notebooks{', tiny only' if args.tiny_only else ''}, "
-             f"{os.cpu_count()} CPUs, median of {args.repeat})", "",
-             "| jobs | floor s | nbci s | nbci x floor | nbmake s | nbmake x floor | nbci / nbmake | "
-             "coordinating CPU per notebook (best) |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in rows:
-        nbmake = row["nbmake"]
-        lines.append(f"| {row['jobs']} | {row['floor']:.2f} | {row['nbci']:.2f} | {row['nbci'] / row['floor']:.2f} | "
-                     + (f"{nbmake:.2f} | {nbmake / row['floor']:.2f} | {row['nbci'] / nbmake:.2f}" if nbmake
-                        else "- | - | -")
-                     + f" | {row['engine_cpu_ms_per_notebook']:.1f} ms |")
-    print("\n".join(lines))
+            row = {"jobs": jobs, "notebooks": count, "floor": floor, "nbmake_failures": nbmake_failures}
+            row.update({method: statistics.median(times[method]) for method in methods})
+            row.update({f"{key}_ms_per_notebook": 1000 * min(values) / count for key, values in cpu.items()})
+            rows.append(row)
+    print("\n".join(table(rows, methods, f"{count} notebooks{', tiny only' if args.tiny_only else ''}, "
+                                        f"{os.cpu_count()} CPUs, median of {args.repeat}")))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
+
+
+def table(rows: List[dict], methods: List[str], title: str) -> List[str]:
+    """The report: seconds and x floor per method, nbci / nbmake, and nbci's own CPU per notebook."""
+    header = ["jobs", "floor s"] + [f"{m} s (x floor)" for m in methods]
+    header += ["nbci / nbmake"] if "nbmake" in methods else []
+    header += ["coordinating CPU per notebook", "helpers' CPU per notebook"]
+    lines = [f"## Scaling ({title})", "", "| " + " | ".join(header) + " |", "|" + " ---: |" * len(header)]
+    for row in rows:
+        cells = [str(row["jobs"]), f"{row['floor']:.2f}"] + [f"{row[m]:.2f} ({row[m] / row['floor']:.2f})"
+                                                               for m in methods]
+        cells += [f"{row['nbci'] / row['nbmake']:.2f}"] if "nbmake" in methods else []
+        cells += [f"{row['engine_cpu_ms_per_notebook']:.1f} ms", f"{row['helpers_cpu_ms_per_notebook']:.1f} ms"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"\nnbmake at {row['jobs']} jobs did not pass: {'; '.join(row['nbmake_failures'])}"
+              for row in rows if row.get("nbmake_failures")]
+    return lines
 
 
 if __name__ == "__main__":

@@ -267,7 +267,7 @@ def test_signal_cancels_kills_everything_and_writes_results(project: Project, si
     assert code == 128 + signum, output + errors
     assert took < 5 and "Traceback" not in errors
     assert wait_gone(pids + [p.pid for p in family]) == []
-    assert kernels_of(proc.pid) == []
+    assert kernels_of([proc.pid] + [p.pid for p in family]) == []
     data = json.loads((project.root / "nbci-output" / "results.json").read_text(encoding="utf-8"))
     statuses = {nb["path"]: nb["status"] for nb in data["notebooks"]}
     assert statuses == {"quick.ipynb": "passed", "b_sleeps.ipynb": "cancelled", "c_sleeps.ipynb": "cancelled",
@@ -283,10 +283,11 @@ def test_sigterm_while_kernels_start_leaves_no_process(project: Project) -> None
         project.write(f"n{i}.ipynb", "print(1)")
     proc = project.popen("run", "--jobs", "6")
     try:
-        engine = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60
-        while not kernels_of(proc.pid):  # poll until the first kernel process exists: cancel mid-start
+        while not kernels_of(engine_and_helpers(proc.pid)):  # poll until a kernel process exists: cancel mid-start
             assert time.monotonic() < deadline and proc.poll() is None
+        family = engine_and_helpers(proc.pid)
+        assert len(family) == 3, "6 jobs are driven by 2 helper processes"
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     finally:
@@ -294,16 +295,23 @@ def test_sigterm_while_kernels_start_leaves_no_process(project: Project) -> None
             proc.kill()
             proc.wait()
     assert code == 143, proc.stderr.read()
-    assert wait_gone(kernels_of(engine.pid)) == []
+    assert wait_gone(kernels_of(family) + family[1:]) == []
     assert (project.root / "nbci-output" / "results.json").exists()
 
 
-def kernels_of(engine_pid: int) -> List[int]:
-    """Every live kernel an engine launched: jupyter_client gives each ``JPY_PARENT_PID``."""
+def engine_and_helpers(engine_pid: int) -> List[int]:
+    """The engine's pid and its helper processes' (the nbci processes that launch kernels)."""
+    helpers = [p.pid for p in psutil.Process(engine_pid).children() if "nbci.helpers" in " ".join(p.cmdline())]
+    return [engine_pid] + helpers
+
+
+def kernels_of(launchers: List[int]) -> List[int]:
+    """Every live kernel these processes launched: jupyter_client gives each ``JPY_PARENT_PID``."""
+    parents = {str(pid) for pid in launchers}
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.environ().get("JPY_PARENT_PID") == str(engine_pid) and not gone(proc.pid):
+            if proc.environ().get("JPY_PARENT_PID") in parents and not gone(proc.pid):
                 found.append(proc.pid)
         except psutil.Error:
             pass

@@ -314,12 +314,12 @@ def test_fork_run_passes_and_leaves_nothing_behind(project) -> None:
     assert marked(env["NBCI_TEST_MARKER"]) == []
 
 
-def start_sleepers(project) -> tuple:
+def start_sleepers(project, helpers: str = "1") -> tuple:
     """``nbci run --kernel-start fork`` on two notebooks that sleep: (process, marker, kernel pids)."""
     project.write("a.ipynb", SLEEPER)
     project.write("b.ipynb", SLEEPER)
     env = fork_env()
-    proc = project.popen("run", "--jobs", "2", "--kernel-start", "fork", env=env)
+    proc = project.popen("run", "--jobs", "2", "--kernel-start", "fork", "--helpers", helpers, env=env)
     try:
         kernels = wait_until(lambda: pid_files(project.root, 2), 120, "both kernels running")
     except BaseException:
@@ -343,15 +343,19 @@ def test_cancelled_fork_run_leaves_nothing_behind(project) -> None:
     int(importlib.metadata.version("ipykernel").split(".")[0]) < 7,
     reason="ipykernel < 7 notices a dead parent only when re-parented to PID 1, not to a subreaper",
 )
-def test_forked_kernels_exit_when_nbci_is_killed(project) -> None:
-    proc, marker, kernels = start_sleepers(project)
+@pytest.mark.parametrize("helpers", ["0", "1"])
+def test_forked_kernels_exit_when_nbci_is_killed(project, helpers: str) -> None:
+    proc, marker, kernels = start_sleepers(project, helpers)
     try:
-        assert all(psutil.Process(pid).ppid() == proc.pid for pid in kernels)  # forked, yet children of nbci
+        driver = proc.pid if helpers == "0" else psutil.Process(kernels[0]).ppid()
+        assert all(psutil.Process(pid).ppid() == driver for pid in kernels)  # forked, yet children of their driver
+        assert psutil.Process(driver).ppid() == proc.pid or driver == proc.pid
         others = [p for p in marked(marker) if p.pid != proc.pid]
-        assert len(others) == 3  # the template and two kernels
+        assert len(others) == 3 + int(helpers)  # the template, two kernels, and the helper that drives them
         proc.kill()
         proc.communicate(timeout=60)
     finally:
         proc.kill()
-    # ipykernel's own parent watch ends the kernels; the template sees its socket close.
+    # ipykernel's own parent watch ends the kernels (a helper gets SIGTERM when nbci dies and kills
+    # them first); the template sees its socket close.
     assert wait_until(lambda: not marked(marker), 30, "kernels and template exit") is True

@@ -155,7 +155,8 @@ def test_summary_lists_failures_first_with_source_and_traceback_tail(tmp_path: P
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in ("a = 1", "b = 2", "raise ValueError('x')")])
     long_tb = [f"frame {i}" for i in range(100)] + ["ValueError: x"]
     failing = result("fail|`odd`.ipynb", cell=2, traceback=long_tb)
-    reporter.notebook_finished(failing, nb)
+    failing.error.source = nb.cells[2].source  # what the runner records from the executed copy
+    reporter.notebook_finished(failing, github.notebook_log(failing, nb))
     reporter.run_finished(RunResult([result("ok.ipynb", status="passed"), failing], duration=3.5),
                           Config(root=tmp_path))
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -214,8 +215,9 @@ def test_group_per_notebook_with_bounded_output_and_no_command_injection(tmp_pat
                                                   text="::error::injected\n" + "".join(f"row {i}\n" for i in range(1000)))]
     nb.cells[1].outputs = [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero",
                                                   traceback=["Traceback", "ZeroDivisionError: division by zero"])]
-    reporter.notebook_finished(result("a.ipynb", cell=1, duration=2.0), nb)
-    reporter.notebook_finished(result("b.ipynb", status="invalid", cell=None), None)
+    failing, invalid = result("a.ipynb", cell=1, duration=2.0), result("b.ipynb", status="invalid", cell=None)
+    reporter.notebook_finished(failing, github.notebook_log(failing, nb))
+    reporter.notebook_finished(invalid, github.notebook_log(invalid, None))
     live = live_commands(stream.getvalue())
     assert [(c.name, c.data) for c in live] == [("group", "❌ failed a.ipynb (2.0 s)"), ("endgroup", ""),
                                                ("group", "⚠️ invalid b.ipynb (1.2 s)"), ("endgroup", "")]

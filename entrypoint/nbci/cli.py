@@ -110,6 +110,9 @@ def add_discovery_options(parser: argparse.ArgumentParser) -> None:
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", "-j", type=jobs_count, default=os.cpu_count() or 1, metavar="N",
                         help="notebooks run in parallel (default: number of CPUs)")
+    parser.add_argument("--helpers", type=positive_int, default=None, metavar="N",
+                        help="processes that drive the kernels (default: one per 4 jobs, none for one job; "
+                             "0 drives every kernel from nbci's own process)")
     parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
                         help="limit per cell (default 600; 0 for none)")
     parser.add_argument("--notebook-timeout", type=seconds, default=None, metavar="SECONDS",

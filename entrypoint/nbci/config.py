@@ -35,6 +35,7 @@ class Config:
     excludes: List[str] = field(default_factory=list)
     if_no_notebooks: str = "error"
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    helpers: Optional[int] = None  # processes driving the kernels; None: one per WORKERS_PER_HELPER jobs
     timeout: Optional[float] = 600.0  # per cell, seconds; None: no limit
     notebook_timeout: Optional[float] = None  # whole notebook, seconds
     kernel: Optional[str] = None  # overrides every notebook's kernelspec

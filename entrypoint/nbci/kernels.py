@@ -50,12 +50,15 @@ READ_CHUNK = 65536
 IOPUB_PROBE = 0.1  # seconds to wait for IOPub after each kernel_info reply before asking again
 
 
+def without_runner_files(environ: Mapping[str, str]) -> Dict[str, str]:
+    """``environ`` less the runner's command files and tokens (what only the coordinator may touch)."""
+    return {key: value for key, value in environ.items()
+            if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
+
+
 def kernel_environment(environ: Mapping[str, str], tag: str) -> Dict[str, str]:
     """The environment a kernel starts with: ``environ`` less the runner's files and tokens, plus its tag."""
-    env = {key: value for key, value in environ.items()
-           if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
-    env[TAG_VARIABLE] = tag
-    return env
+    return {**without_runner_files(environ), TAG_VARIABLE: tag}
 
 
 def become_subreaper() -> bool:

@@ -120,6 +120,7 @@ class RunResult:
     shard: Optional[str] = None  # "I/N" when this run was one shard of a split
     engine_peak_rss: Optional[int] = None  # bytes, nbci's own peak resident memory
     engine_cpu: Optional[float] = None  # CPU seconds of the coordinating nbci process (kernels excluded)
+    helpers_cpu: Optional[float] = None  # CPU seconds of nbci's helper processes (kernels excluded), if any
     signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that cancelled the run, if one did
 
     @property
@@ -144,6 +145,7 @@ class RunResult:
             "duration": round(self.duration, 3),
             "engine_peak_rss": self.engine_peak_rss,
             "engine_cpu": None if self.engine_cpu is None else round(self.engine_cpu, 3),
+            "helpers_cpu": None if self.helpers_cpu is None else round(self.helpers_cpu, 3),
             "cancelled": self.cancelled,
             "ok": self.ok,
         }

@@ -1,13 +1,19 @@
 """Run many notebooks: longest expected first, ``jobs`` at a time, kernels started ahead of need.
 
-Also owns what happens around one execution: the monitor (peak memory, ``--memory-limit``,
-``--notebook-timeout``, heartbeat lines), transient-failure retries, and cancellation.
+``Scheduler`` is the run as the coordinating process sees it: it orders the jobs and hands them to
+one ``Runner`` in this process (one job) or to helper processes (``nbci.helpers``), each running a
+``Runner`` for a group of workers, and collects every result for the reporters. A ``Runner`` owns
+what happens around one execution: the monitor (peak memory, ``--memory-limit``,
+``--notebook-timeout``, heartbeat lines), transient-failure retries, the executed copy, the
+execution cache, and cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
+import itertools
 import math
 import os
 import re
@@ -15,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import nbformat
 from nbformat import NotebookNode
@@ -29,6 +35,7 @@ from nbci.execute import (
 )
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
 from nbci.report import Reporter
+from nbci.report.github import notebook_log
 from nbci.results import CellError, NotebookResult, RunResult
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
@@ -37,6 +44,9 @@ MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --
 # kernel ahead per worker leaves workers waiting; two keep them busy at ~50 MiB per idle kernel.
 PREFETCH_PER_WORKER = 2
 SAMPLE_INTERVAL = 0.25  # seconds between memory samples of a running kernel
+# One process drives about this many workers before its own CPU (message handling, copies) is what
+# the kernels wait for; more jobs than that are spread over helper processes.
+WORKERS_PER_HELPER = 4
 
 
 @dataclass
@@ -80,59 +90,180 @@ def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
     return False
 
 
+class Sink:
+    """Where a ``Runner`` sends what happens: the reporters (in this process) or a helper's channel."""
+
+    def started(self, job: Job) -> None: ...
+
+    def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
+                  rss: Optional[int]) -> None: ...
+
+    def finished(self, job: Job, result: NotebookResult, log: str) -> None: ...
+
+
+@dataclass
+class ReportingSink(Sink):
+    """Feeds the reporters and keeps every finished result by its job's index."""
+
+    reporters: Sequence[Reporter]
+    done: Dict[int, NotebookResult] = field(default_factory=dict)
+
+    def started(self, job: Job) -> None:
+        for reporter in self.reporters:
+            reporter.notebook_started(job.path)
+
+    def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
+                  rss: Optional[int]) -> None:
+        for reporter in self.reporters:
+            reporter.heartbeat(path, cell_index, source_line, elapsed, rss)
+
+    def finished(self, job: Job, result: NotebookResult, log: str) -> None:
+        self.done[job.index] = result
+        for reporter in self.reporters:
+            reporter.notebook_finished(result, log)
+
+
+def helper_sizes(jobs: int) -> List[int]:
+    """Workers per helper process for ``jobs`` workers: none (run here) for one job, else groups of
+    at most ``WORKERS_PER_HELPER``, as even as possible."""
+    if jobs <= 1:
+        return []
+    count = math.ceil(jobs / WORKERS_PER_HELPER)
+    return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)]
+
+
 @dataclass
 class Scheduler:
-    """Runs the jobs of one ``nbci run`` and collects their results."""
+    """Runs the jobs of one ``nbci run`` and collects their results (the coordinating process)."""
 
     config: Config
     reporters: Sequence[Reporter]
-    launcher: KernelLauncher = field(init=False)
-    pool: KernelPool = field(init=False)
     cancelled: bool = False
     signal: Optional[int] = None  # the signal that cancelled the run
-    done: Dict[int, NotebookResult] = field(default_factory=dict)
     duration: float = 0.0
+    helpers_cpu: Optional[float] = None  # CPU seconds of the helper processes, when there were any
+    sink: ReportingSink = field(init=False)
 
     def __post_init__(self) -> None:
-        self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
-        self.pool = KernelPool(self.launcher)
-        self.cache = execution_cache(self.config)
-        self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
+        self.sink = ReportingSink(self.reporters)
+        self._runner: Optional[Runner] = None
+        self._helpers = None
 
     def cancel(self, signum: Optional[int] = None) -> None:
         """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
         self.cancelled = True
         self.signal = self.signal or signum
-        self.launcher.kill_all()
+        for part in (self._runner, self._helpers):
+            if part is not None:
+                part.cancel(signum)
 
     async def run(self, paths: Sequence[str], expected: Dict[str, float]) -> RunResult:
         started = time.monotonic()
-        queue = order_jobs(paths, expected)
+        queue = collections.deque(order_jobs(paths, expected))
         for reporter in self.reporters:
             reporter.run_started(list(paths), self.config)
+        jobs = min(self.config.jobs, len(queue)) or 1
+        sizes = helper_sizes(jobs) if self.config.helpers is None else helper_sizes_of(jobs, self.config.helpers)
         try:
-            await asyncio.gather(*(self._worker(queue) for _ in range(min(self.config.jobs, len(queue)) or 1)))
+            if self.cancelled:
+                return self.result()
+            if sizes:
+                from nbci.helpers import HelperGroup
+
+                self._helpers = HelperGroup(self.config, self.sink, sizes)
+                await self._helpers.run(queue)
+                self.helpers_cpu = self._helpers.cpu
+            else:
+                self._runner = Runner(self.config, self.sink, jobs)
+                self._runner.add(queue)
+                self._runner.close()
+                await self._runner.run()
         finally:
-            for task in self._prepared.values():
-                task.cancel()
-            await self.pool.drain()
-            self.launcher.close()
-            if self.cache is not None:
-                self.cache.prune()
+            cache = execution_cache(self.config)
+            if cache is not None:
+                cache.prune()
             self.duration = time.monotonic() - started
         return self.result()
 
     def result(self) -> RunResult:
         """The results of the notebooks that finished, in discovery order."""
-        return RunResult([self.done[i] for i in sorted(self.done)], self.duration, self.cancelled,
-                         engine_peak_rss=engine_peak_rss(), engine_cpu=engine_cpu(), signal=self.signal)
+        done = self.sink.done
+        return RunResult([done[i] for i in sorted(done)], self.duration, self.cancelled,
+                         engine_peak_rss=engine_peak_rss(), engine_cpu=engine_cpu(),
+                         helpers_cpu=self.helpers_cpu, signal=self.signal)
 
-    async def _worker(self, queue: List[Job]) -> None:
-        while queue and not self.cancelled:
-            job = queue.pop(0)
-            self._prefetch(queue[: PREFETCH_PER_WORKER * self.config.jobs])
-            result = await self._run_with_retries(job)
-            self.done[job.index] = result
+
+def helper_sizes_of(jobs: int, helpers: int) -> List[int]:
+    """Workers per helper when ``--helpers`` fixes their number (0: every job in this process)."""
+    count = min(helpers, jobs)
+    return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)] if count else []
+
+
+@dataclass
+class Runner:
+    """Runs the jobs it is given, ``workers`` at a time, in this process; tells ``sink`` as it goes."""
+
+    config: Config
+    sink: Sink
+    workers: int
+    launcher: KernelLauncher = field(init=False)
+    pool: KernelPool = field(init=False)
+    cancelled: bool = False
+
+    def __post_init__(self) -> None:
+        self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
+        self.pool = KernelPool(self.launcher)
+        self.cache = execution_cache(self.config)
+        self.queue: Deque[Job] = collections.deque()
+        self.closed = False  # no more jobs will be added
+        self._arrived: Optional[asyncio.Event] = None
+        self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        """Queue more jobs, in the order given."""
+        self.queue.extend(jobs)
+        self._wake()
+
+    def close(self) -> None:
+        """No more jobs will come: workers end when the queue is empty."""
+        self.closed = True
+        self._wake()
+
+    def cancel(self, signum: Optional[int] = None) -> None:
+        """Stop taking notebooks and kill every kernel now (signal-handler safe)."""
+        self.cancelled = True
+        self.launcher.kill_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._arrived is not None:
+            self._arrived.set()
+
+    async def run(self) -> None:
+        """Run until the queue is empty and closed, or cancelled; kernels and helpers cleaned up."""
+        self._arrived = asyncio.Event()
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+        finally:
+            for task in self._prepared.values():
+                task.cancel()
+            await self.pool.drain()
+            self.launcher.close()
+
+    async def _next(self) -> Optional[Job]:
+        """The next job, waiting for one to be added; None when closed and empty, or cancelled."""
+        while not self.queue and not self.closed and not self.cancelled:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self.queue.popleft() if self.queue and not self.cancelled else None
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self._next()
+            if job is None:
+                return
+            self._prefetch(itertools.islice(self.queue, PREFETCH_PER_WORKER * self.workers))
+            await self._run_with_retries(job)
 
     def _prepare(self, job: Job) -> "asyncio.Future[Prepared]":
         """The job's notebook being read (once, off the event loop), then its kernel being started."""
@@ -160,15 +291,14 @@ class Scheduler:
             self.pool.prefetch((job.index, 1), prepared.request)
         return prepared
 
-    def _prefetch(self, upcoming: Sequence[Job]) -> None:
+    def _prefetch(self, upcoming: Iterable[Job]) -> None:
         for job in upcoming:
             self._prepare(job)
 
-    async def _run_with_retries(self, job: Job) -> NotebookResult:
+    async def _run_with_retries(self, job: Job) -> None:
         prepared = await self._prepare(job)
         del self._prepared[job.index]
-        for reporter in self.reporters:
-            reporter.notebook_started(job.path)
+        self.sink.started(job)
         nb: Optional[NotebookNode] = None
         if prepared.invalid is not None:
             result = invalid_result(job.path, prepared.invalid)
@@ -179,9 +309,7 @@ class Scheduler:
             result.warnings = prepared.warnings + result.warnings
             if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
-        for reporter in self.reporters:
-            reporter.notebook_finished(result, nb)
-        return result
+        self.sink.finished(job, result, notebook_log(result, nb) if self.config.github else "")
 
     def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
         """The result a cache entry stands for, its executed copy written as a run would write it."""
@@ -283,9 +411,7 @@ class Scheduler:
                 kernel.kill_tree()
             if watch.elapsed >= next_beat:
                 next_beat += config.heartbeat
-                source = first_line(watch.cell_source)
-                for reporter in self.reporters:
-                    reporter.heartbeat(job.path, watch.cell_index, source, watch.elapsed, rss)
+                self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
 

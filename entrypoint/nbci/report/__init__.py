@@ -6,8 +6,6 @@ import datetime
 from typing import TYPE_CHECKING, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
-    from nbformat import NotebookNode
-
     from nbci.config import Config
     from nbci.results import NotebookResult, RunResult
 
@@ -27,17 +25,15 @@ class Reporter(Protocol):
     def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
                   rss: Optional[int]) -> None: ...
 
-    def notebook_finished(self, result: "NotebookResult", notebook: Optional["NotebookNode"]) -> None: ...
+    def notebook_finished(self, result: "NotebookResult", log: str) -> None:
+        """``log``: the notebook's streamed output and tracebacks for the job log (GitHub mode only, else empty)."""
 
     def run_finished(self, run: "RunResult", config: "Config") -> None: ...
 
 
-def failing_source(result: "NotebookResult", notebook: Optional["NotebookNode"]) -> Optional[str]:
-    """The source of the cell the error names, when the executed copy has it."""
-    index = result.error.cell_index if result.error else None
-    if notebook is None or index is None or index >= len(notebook.cells):
-        return None
-    return notebook.cells[index].source
+def failing_source(result: "NotebookResult") -> Optional[str]:
+    """The source of the cell the error names, when known."""
+    return result.error.source if result.error else None
 
 
 def tail(lines: list, limit: int) -> list:

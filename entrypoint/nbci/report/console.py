@@ -15,7 +15,6 @@ import re
 import sys
 from typing import Dict, List, Optional
 
-from nbformat import NotebookNode
 
 from nbci.config import Config
 from nbci.report import cached_note, failing_source, format_bytes, tail
@@ -58,8 +57,8 @@ class ConsoleReporter:
         snippet = f" `{one_line(source_line, 60)}`" if source_line else ""
         self._print(f"  ... {one_line(path)}: {where}{snippet}, {elapsed:.0f} s, {format_bytes(rss)}")
 
-    def notebook_finished(self, result: NotebookResult, notebook: Optional[NotebookNode]) -> None:
-        source = failing_source(result, notebook)
+    def notebook_finished(self, result: NotebookResult, log: str) -> None:
+        source = failing_source(result)
         if source is not None:
             self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""

@@ -88,12 +88,12 @@ class GitHubReporter:
                   rss: Optional[int]) -> None:
         pass  # the console reporter prints progress; the GitHub log shows it as is
 
-    def notebook_finished(self, result: NotebookResult, notebook: Optional[NotebookNode]) -> None:
-        source = failing_source(result, notebook)
+    def notebook_finished(self, result: NotebookResult, log: str) -> None:
+        source = failing_source(result)
         if source is not None:
             self._sources[result.path] = source
         title = f"{STATUS_ICONS.get(result.status, '')} {result.status} {result.path} ({result.duration:.1f} s)"
-        self.log.group(title.strip(), notebook_log(result, notebook))
+        self.log.group(title.strip(), log)
 
     def run_finished(self, run: RunResult, config: Config) -> None:
         self.log.commands(self.annotations(run, config))
