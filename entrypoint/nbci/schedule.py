@@ -124,9 +124,10 @@ class ReportingSink(Sink):
 
 
 def helper_sizes(jobs: int) -> List[int]:
-    """Workers per helper process for ``jobs`` workers: none (run here) for one job, else groups of
-    at most ``WORKERS_PER_HELPER``, as even as possible."""
-    if jobs <= 1:
+    """Workers per helper process for ``jobs`` workers: none (run here) for one job or on Windows
+    (where no signal asks a helper to cancel), else groups of at most ``WORKERS_PER_HELPER``, as
+    even as possible."""
+    if jobs <= 1 or os.name == "nt":
         return []
     count = math.ceil(jobs / WORKERS_PER_HELPER)
     return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)]
