@@ -70,9 +70,10 @@ count() {  # a whole number from 1 to 256 (GitHub's matrix limit), checked befor
 }
 
 boolean cache "${INPUT_CACHE-true}"
-boolean allow-errors "${INPUT_ALLOW_ERRORS-false}"
+[ -z "${INPUT_ALLOW_ERRORS-}" ] || boolean allow-errors "$INPUT_ALLOW_ERRORS"  # empty: the settings file's, else false
 boolean fail-on-error "${INPUT_FAIL_ON_ERROR-true}"
 boolean upload "${INPUT_UPLOAD-true}"
+boolean html "${INPUT_HTML-true}"
 boolean execution-cache "${INPUT_EXECUTION_CACHE-true}"
 retention=${INPUT_RETENTION_DAYS-5}
 [[ $retention =~ ^[0-9]{1,2}$ ]] && [ $((10#$retention)) -ge 1 ] && [ $((10#$retention)) -le 90 ] ||
@@ -99,6 +100,9 @@ requirements=$(in_workdir "${INPUT_REQUIREMENTS-requirements.txt}")
 environment_file=$(in_workdir "${INPUT_ENVIRONMENT_FILE-environment.yml}")
 
 mode=${INPUT_MODE:-run}
+# Text notebooks (jupytext) need the engine's text extra: installed when notebooks names such files.
+text_notebooks=false
+[[ ${INPUT_NOTEBOOKS-} =~ \.(py|md|Rmd|qmd)([[:space:]\"\']|$) ]] && text_notebooks=true
 case $mode in
   run | list) ;;
   *) fail "mode must be run or list, not '$mode'" ;;
@@ -229,6 +233,7 @@ key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
   echo "$exec_restore_keys"
   echo "NBCI_EOF"
   echo "mode=$mode"
+  echo "text-notebooks=$text_notebooks"
   echo "artifact-name=$artifact_name"
   echo "shard-dir=$shard_dir"
   echo "durations-dir=$durations_dir"

@@ -12,6 +12,7 @@ Environment:
   NBCI_ENGINE_DIR     where to create the virtual environment
   NBCI_INSTALLER      ``uv`` (default) or ``pip``
   NBCI_UV_CACHE_DIR   uv's cache folder when the action caches it (optional)
+  NBCI_TEXT_NOTEBOOKS ``true``: also install jupytext, for text notebooks (``requirements-text.txt``)
 Outputs: ``nbci`` (the engine's executable), ``uv`` (a uv executable; empty with pip).
 """
 
@@ -26,6 +27,7 @@ from common import ACTION_PATH, StepError, main, required, run, uv_environment, 
 
 
 LOCK = Path(__file__).with_name("requirements.txt")  # the engine's lock, compiled from requirements.in
+TEXT_LOCK = Path(__file__).with_name("requirements-text.txt")  # the same plus jupytext (requirements-text.in)
 
 
 def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) -> Dict[str, str]:
@@ -39,7 +41,8 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
     uv_on_path = shutil.which("uv") if installer == "uv" else None
     run([sys.executable, "-m", "venv", "--clear", *(["--without-pip"] if uv_on_path else []), venv])
     python = venv_executable(venv, "python")
-    for command in install_commands(python, Path(uv_on_path) if uv_on_path else None, action_path):
+    lock = TEXT_LOCK if environ.get("NBCI_TEXT_NOTEBOOKS") == "true" else LOCK
+    for command in install_commands(python, Path(uv_on_path) if uv_on_path else None, action_path, lock):
         run(command, env=uv_environment(environ) if uv_on_path else None)
     nbci = venv_executable(venv, "nbci")
     run([nbci, "--version"])
@@ -47,14 +50,14 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
     return {"nbci": str(nbci), "uv": str(uv) if uv else ""}
 
 
-def install_commands(python: Path, uv: Optional[Path], action_path: Path) -> List[List[object]]:
+def install_commands(python: Path, uv: Optional[Path], action_path: Path, lock: Path = LOCK) -> List[List[object]]:
     """The lock with hash checking (uv included: bootstrapped with pip when none is on PATH), then the
     engine from ``action_path`` without its dependencies, built offline with the locked setuptools."""
     if uv is not None:
         pip: List[object] = [uv, "pip", "install", "--python", python]
     else:
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    return [[*pip, "--require-hashes", "-r", LOCK], [*pip, "--no-deps", "--no-build-isolation", action_path]]
+    return [[*pip, "--require-hashes", "-r", lock], [*pip, "--no-deps", "--no-build-isolation", action_path]]
 
 
 if __name__ == "__main__":

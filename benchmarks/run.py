@@ -269,12 +269,21 @@ def verify_nbci_forked(ws: Workspace) -> Optional[str]:
     return verify_nbci(ws) or (f"not forked: {fallback.group(0)}" if fallback else None)
 
 
+def verify_nbci_html(ws: Workspace) -> Optional[str]:
+    """As ``verify_nbci``, and a page per notebook plus index.html were written."""
+    pages = len(list(ws.output.rglob("*.html"))) if ws.output.is_dir() else 0
+    return verify_nbci(ws) or (None if pages == ws.notebooks + 1 else f"{pages} HTML files, {ws.notebooks + 1} expected")
+
+
 def build_methods(jobs: int) -> Dict[str, Method]:
     """Every method the benchmark knows, by name, in table order."""
     methods = [
         Method("nbci", f"nbci run --jobs {jobs}",
                lambda ws: ["nbci", "run", "--jobs", str(jobs), "--output-dir", str(ws.output), "."],
                verify_nbci, executed_copies=True),
+        Method("nbci-html", f"nbci run --jobs {jobs} --html",
+               lambda ws: ["nbci", "run", "--jobs", str(jobs), "--html", "--output-dir", str(ws.output), "."],
+               verify_nbci_html),
         Method("nbci-fork", f"nbci run --jobs {jobs} --kernel-start fork (PYTHONHASHSEED=0)",
                lambda ws: ["env", "PYTHONHASHSEED=0", "nbci", "run", "--jobs", str(jobs), "--kernel-start", "fork",
                            "--output-dir", str(ws.output), "."],
@@ -658,7 +667,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each method (default 3)")
     parser.add_argument("--methods", default="all",
-                        help="comma list of: nbci, nbci-fork, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
+                        help="comma list of: nbci, nbci-html, nbci-fork, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
     parser.add_argument("--scale", type=float, default=1.0, help="work multiplier of the compute notebooks")
     parser.add_argument("--jobs", type=int, default=2, help="nbci --jobs (default 2)")
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_DIR,

@@ -255,6 +255,11 @@ def test_failing_run_fails_the_job_after_uploading_and_annotates_the_line(act):
     assert upload["retention-days"] == "5" and upload["name"] == "executed-notebooks"
     partial = nbformat.read(str(run.artifacts / "executed-notebooks" / "fails_at_cell_2.ipynb"), as_version=4)
     assert partial.cells[2].outputs[-1].ename == "AssertionError"
+    site = run.artifacts / "executed-notebooks"  # html: true by default
+    assert 'href="fails_at_cell_2.html#failure"' in (site / "index.html").read_text(encoding="utf-8")
+    assert 'id="failure"' in (site / "fails_at_cell_2.html").read_text(encoding="utf-8")
+    url = run.outputs("nbci")["artifact-url"]
+    assert f"**HTML report:** [download the artifact]({url}), unzip it and open `index.html`." in run.summary("nbci")
     [error] = [e for e in run.commands("error") if e["kvPairs"].get("file")]
     source = (ROOT / "tests" / "notebooks" / "fails_at_cell_2.ipynb").read_text(encoding="utf-8").splitlines()
     assert error["kvPairs"]["file"] == "tests/notebooks/fails_at_cell_2.ipynb"
@@ -279,12 +284,14 @@ def test_setup_none_uses_the_python_on_path_as_it_is_and_forks_kernels(act):
     user_env = Path(sys.prefix)
     run = act("setup-none.yml", env={"NBCI_ACT_USER_ENV": str(user_env)})
     assert run.code == 0, run.log[-5000:]
-    assert run.outputs("nbci")["passed"] == "1"
+    assert run.outputs("nbci")["passed"] == "2"
+    assert run.outputs("nbci", "plan")["text-notebooks"] == "true"  # sized.py: the engine gets jupytext
+    assert run.group("✅ passed sized.py").splitlines()[-1] == "rows 3"  # the parameters input, injected
     assert run.records("setup-python") == [] and run.records("setup-miniconda") == []
     assert run.records("upload-artifact") == []  # upload: false
     notices = [e["arg"] for e in run.commands("notice")]
     assert any("does not install tests/act/fixtures/plain/requirements.txt" in n for n in notices)
-    assert run.summary("nbci").startswith("### ✅ nbci: 1 notebooks passed")
+    assert run.summary("nbci").startswith("### ✅ nbci: 2 notebooks passed")
     # the notebook printed sys.executable: the prepared environment's Python, not the engine's
     assert run.group("✅ passed where.ipynb").splitlines()[-1] == str(user_env / "bin" / "python")
     # kernel-start: fork forked the kernel registered by the action (its spec has interpreter flags)

@@ -63,13 +63,20 @@ def test_auto_is_python_without_an_environment_file(plan):
     assert plan(setup="auto", cache="false") == {
         "setup": "python", "requirements": "", "environment-file": "", "pip-cache": "",
         "uv-cache-dir": "", "cache-key": plan(setup="auto")["cache-key"],
-        "mode": "run", "artifact-name": "executed-notebooks", "shard-dir": "", "durations-dir": "",
-        "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "", "durations-save-key": "",
-        "python-env": "/runner/temp/nbci-python-env", "python-env-python": "/runner/temp/nbci-python-env/bin/python",
+        "mode": "run", "text-notebooks": "false", "artifact-name": "executed-notebooks", "shard-dir": "",
+        "durations-dir": "", "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "",
+        "durations-save-key": "", "python-env": "/runner/temp/nbci-python-env", "python-env-python": "/runner/temp/nbci-python-env/bin/python",
         "conda-env": "", "env-key": "", "exec-cache-dir": "/runner/temp/nbci-execution-cache",
         "exec-key": plan(setup="auto")["exec-key"], "exec-restore-keys": plan(setup="auto")["exec-restore-keys"],
     }
     assert plan(setup="auto")["uv-cache-dir"] == "/runner/temp/nbci-uv-cache"
+
+
+@posix
+@pytest.mark.parametrize("notebooks, text", [("**/*.ipynb", "false"), ("docs/*.py", "true"), ("a.ipynb\nb.md", "true"),
+                                             ("'my notes.qmd'", "true"), ("x.python", "false")])
+def test_text_notebooks_in_the_notebooks_input_ask_for_jupytext(plan, notebooks: str, text: str):
+    assert plan(notebooks=notebooks)["text-notebooks"] == text
 
 
 @posix

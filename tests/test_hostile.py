@@ -401,3 +401,19 @@ def test_every_child_is_found_whatever_its_name(tmp_path: Path) -> None:
         for child in children:
             child.kill()
             child.wait()
+
+
+def test_nbci_processes_never_import_the_repositorys_modules(project: Project) -> None:
+    """A repository's json.py or multiprocessing.py would run with the engine's rights: helpers and
+    HTML render workers start from nbci's own folder, not the repository."""
+    for module in ("json", "multiprocessing", "asyncio", "nbci"):
+        (project.root / f"{module}.py").write_text(
+            f"open({str(project.root / (module + '.imported'))!r}, 'w').close()\nraise SystemExit('{module} hijacked')\n")
+    for i in range(3):
+        project.write(f"nbs/n{i}.ipynb", f"print({i})")  # kernels start in nbs/, as Jupyter would
+    nbci = Path(sys.executable).with_name("nbci")  # the console script: its own folder first on sys.path
+    done = subprocess.run([str(nbci), "run", "--jobs", "2", "--helpers", "1", "--html"], cwd=project.root,
+                          env=nbci_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in project.root.glob("*.imported")) == []
+    assert (project.root / "nbci-output" / "nbs" / "n0.html").exists()

@@ -308,7 +308,7 @@ def check_reads_or_invalid(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "nb.ipynb"
     path.write_bytes(data)
     try:
-        nb, _ = read_notebook(tmp_path, path.name)
+        nb = read_notebook(tmp_path, path.name).nb
     except InvalidNotebook as exc:
         assert str(exc).strip() and "\n" not in str(exc)  # one line saying why
         return

@@ -15,7 +15,8 @@ from nbci.config import Config
 from nbci.report import github
 from nbci.report.workflow_commands import CommandLog
 from runner_log import live_commands
-from nbci.report.github import GitHubReporter, cell_source_lines, failing_cell_line, json_line_of
+from nbci.locate import cell_source_lines, failing_cell_line, failure_line, json_error_line, json_line_of
+from nbci.report.github import GitHubReporter
 from nbci.results import CellError, NotebookResult, RunResult
 
 IPYTHON8_TB = [
@@ -94,36 +95,36 @@ def test_annotation_points_at_the_failing_line_relative_to_the_repository(tmp_pa
     root = tmp_path / "repo" / "docs"
     (root / "sub").mkdir(parents=True)
     text = notebook_text("import math", "a = 1\nb = 0\nc = a / b\n", "print('after')")
-    (root / "sub" / "calc, v2.ipynb").write_text(text, encoding="utf-8")
-    reporter, stream = make_reporter(tmp_path, workspace=tmp_path / "repo")
     failure = result("sub/calc, v2.ipynb", cell=2, traceback=["Cell In[2], line 3\n----> 3 c = a / b"])
+    failure.error.line = failure_line(text, failure.error)
+    assert failure.error.line == line_holding(text, '"c = a / b\\n"')
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path / "repo")
     reporter.run_finished(RunResult([failure]), Config(root=root))
     [(_, props, message)] = commands(stream, "error")
     assert props["file"] == "docs/sub/calc, v2.ipynb"
-    assert int(props["line"]) == line_holding(text, '"c = a / b\\n"')
+    assert int(props["line"]) == failure.error.line
     assert props["title"] == "sub/calc, v2.ipynb failed at cell 3"
     assert message == "ValueError: bad value in sub/calc, v2.ipynb"
 
 
-def test_annotation_without_a_known_cell_line_falls_back(tmp_path: Path):
-    (tmp_path / "a.ipynb").write_text(notebook_text("x = 1", "y = 2"), encoding="utf-8")
-    (tmp_path / "broken.ipynb").write_text('{\n "cells": [\n  oops\n', encoding="utf-8")
+def test_failure_lines_fall_back_to_the_cell_or_the_json_error(tmp_path: Path):
+    text = notebook_text("x = 1", "y = 2")
+    assert failure_line(text, CellError("E", "v", 2)) == line_holding(text, '"y = 2"')  # the cell's first line
+    assert failure_line(text, CellError("E", "v", 9)) is None and failure_line(text, CellError("E", "v")) is None
+    assert json_error_line('{\n "cells": [\n  oops\n') == 3 and json_error_line(text) is None
+    injected = CellError("E", "v", 3)  # an injected parameters cell at 1: the file's cell 2
+    assert failure_line(text, injected, injected_at=1) == line_holding(text, '"y = 2"')
+    assert failure_line(text, CellError("E", "v", 1), injected_at=1) is None
+
+
+def test_annotations_without_a_line_name_the_file_only(tmp_path: Path):
     reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
-    run = RunResult([result("a.ipynb", cell=2), result("broken.ipynb", status="invalid", cell=None),
-                     result("gone.ipynb", status="crashed", cell=0)])
-    reporter.run_finished(run, Config(root=tmp_path))
-    a, broken, gone = [props for _, props, _ in commands(stream, "error")]
-    assert a["line"] == str(line_holding(notebook_text("x = 1", "y = 2"), '"y = 2"'))  # the cell's first line
-    assert broken["line"] == "3" and broken["title"] == "broken.ipynb is not a readable notebook"
+    broken = result("broken.ipynb", status="invalid", cell=None)
+    broken.error.line = 3
+    reporter.run_finished(RunResult([broken, result("gone.ipynb", status="crashed", cell=0)]), Config(root=tmp_path))
+    broken_props, gone = [props for _, props, _ in commands(stream, "error")]
+    assert broken_props["line"] == "3" and broken_props["title"] == "broken.ipynb is not a readable notebook"
     assert "line" not in gone and gone["file"] == "gone.ipynb"
-
-
-def test_inplace_runs_point_at_the_file_only(tmp_path: Path):
-    (tmp_path / "a.ipynb").write_text(notebook_text("x = 1", "y = 2"), encoding="utf-8")
-    reporter, stream = make_reporter(tmp_path)
-    reporter.run_finished(RunResult([result("a.ipynb", cell=2)]), Config(root=tmp_path, inplace=True))
-    [(_, props, _)] = commands(stream, "error")
-    assert "line" not in props
 
 
 def test_at_most_ten_errors_then_one_notice(tmp_path: Path):

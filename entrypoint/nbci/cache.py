@@ -141,14 +141,14 @@ class ExecutionCache:
 
     # --- keys ---------------------------------------------------------------------------------
 
-    def key(self, nb: NotebookNode, relpath: str, kernel: str) -> str:
-        """The key of ``nb`` (at ``relpath``) run on ``kernel`` with this run's options."""
+    def key(self, nb: NotebookNode, relpath: str, kernel: str, settings: Optional[Dict[str, Any]] = None) -> str:
+        """The key of ``nb`` (at ``relpath``) run on ``kernel`` with this run's options and its own settings."""
         cells = [(cell.get("source", ""), sorted(EXECUTION_TAGS & set(cell.get("metadata", {}).get("tags", []))))
                  for cell in nb.cells if cell.get("cell_type") == "code"]
         language = nb.metadata.get("kernelspec", {}).get("language") or nb.metadata.get("language_info", {}).get("name")
         material = {
             "version": ENTRY_VERSION, "path": relpath, "cells": cells, "kernel": kernel, "language": language,
-            "options": self.options, "environment": self.fingerprint(kernel),
+            "options": self.options, "settings": settings, "environment": self.fingerprint(kernel),
             "dependencies": self.dependencies((self.root / relpath).parent), "inputs": self.inputs_hash(),
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, List, Mapping, NoReturn, Optional, Sequence
+from typing import Callable, Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
 from nbci.cache import parse_age
@@ -21,9 +21,16 @@ from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
 from nbci.errors import ConfigError, NbciError
+from nbci.parameters import command_line_parameters
+from nbci.settings import DEFAULT_FILE, SettingsFile, find_settings_file, load_settings
 from nbci.pipeline import EXIT_INTERNAL, EXIT_USAGE, list_notebooks, run_notebooks
 from nbci.report.workflow_commands import one_line
 from nbci.shard import MAX_SHARDS
+
+FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "parameters_yaml", "github")
+# Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
+# line, the workflow): the settings file is part of the repository, which a pull request may change.
+FILE_REFUSED = ("output_dir", "junit", "cache_dir", "durations", "inplace", "no_cache", "changed_since", "shard")
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -118,6 +125,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebook-timeout", type=seconds, default=None, metavar="SECONDS",
                         help="limit per notebook (default none)")
     parser.add_argument("--kernel", default=None, metavar="NAME", help="kernel for every notebook, whatever its metadata says")
+    parser.add_argument("--cwd", default="notebook", metavar="notebook|root|DIR",
+                        help="where each kernel starts: its notebook's folder (default), the working directory, "
+                             "or a folder below it")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set a parameter (papermill's way; VALUE is YAML: 5 is a number, abc text; repeatable)")
+    parser.add_argument("--parameters", dest="parameters_file", default=None, metavar="FILE",
+                        help="parameters from a YAML file of name: value lines (-p wins)")
+    parser.add_argument("--parameters-yaml", default=None, metavar="YAML",
+                        help="parameters as a YAML mapping in one argument, e.g. '{rows: 100}' (-p wins)")
     parser.add_argument("--allow-errors", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
                         help="run every cell even after errors; errors do not fail the notebook")
     parser.add_argument("--inplace", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
@@ -133,6 +149,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-start", choices=KERNEL_STARTS, default="spawn",
                         help="spawn: start kernels normally (default); fork: fork ipykernel kernels from a "
                              "pre-imported template when that keeps normal-start semantics (Linux, PYTHONHASHSEED set)")
+    parser.add_argument("--html", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="also write the run as a static site in the output dir: a page per notebook "
+                             "(a/b.ipynb -> a/b.html) and index.html")
     parser.add_argument("--junit", type=Path, default=None, metavar="FILE",
                         help="also write a JUnit XML report (default: OUTPUT_DIR/junit.xml)")
     parser.add_argument("--github", type=boolean, nargs="?", const=True, default=None, metavar="BOOL",
@@ -162,8 +181,14 @@ def add_list_options(parser: argparse.ArgumentParser) -> None:
                         help='print N shards as a JSON matrix: [{"shard": "1/N", "notebooks": [...]}, ...]')
 
 
-def build_parser(environ: Mapping[str, str]) -> ArgumentParser:
-    """The ``nbci`` parser, each subcommand's defaults taken from ``NBCI_*`` variables where set."""
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help=f"settings file (default: {DEFAULT_FILE} in the working directory, when there)")
+
+
+def build_parser(environ: Mapping[str, str], settings: Optional[SettingsFile] = None) -> ArgumentParser:
+    """The ``nbci`` parser: each subcommand's defaults taken from the settings file's ``defaults``,
+    then from ``NBCI_*`` variables where set."""
     parser = ArgumentParser(prog="nbci", description="Prove that Jupyter notebooks still run.")
     parser.add_argument("--version", action="version", version=f"nbci {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
@@ -178,8 +203,47 @@ def build_parser(environ: Mapping[str, str]) -> ArgumentParser:
     add_selection_options(listing)
     add_list_options(listing)
     for command in (run, listing):
+        add_config_option(command)
+    if settings is not None:
+        apply_file_defaults(run, listing, settings)
+    for command in (run, listing):
         apply_env_defaults(command, environ)
     return parser
+
+
+def apply_file_defaults(run: argparse.ArgumentParser, listing: argparse.ArgumentParser,
+                        settings: SettingsFile) -> None:
+    """Let the settings file's ``defaults`` set options' defaults, converted like the option."""
+    actions = {action.dest: action for action in run._actions if action.dest not in FILE_EXCLUDED + FILE_REFUSED}
+    listed = {action.dest for action in listing._actions}
+    for dest, (value, at) in settings.defaults.items():
+        action = actions.get(dest)
+        if dest in FILE_REFUSED:
+            raise ConfigError(f"{at}: {dest.replace('_', '-')} cannot be set in the settings file (it names files "
+                              "or writes over sources): pass it on the command line or as an action input")
+        if action is None:
+            names = ", ".join(sorted(a.option_strings[-1].lstrip("-") for a in actions.values() if a.option_strings))
+            raise ConfigError(f"{at}: unknown option {dest.replace('_', '-')!r} in defaults: use one of {names}")
+        converted = file_value(action, value, at)
+        run.set_defaults(**{dest: converted})
+        if dest in listed:
+            listing.set_defaults(**{dest: converted})
+
+
+def file_value(action: argparse.Action, value: object, at: str) -> object:
+    """A settings-file value in the option's own type (lists for the repeatable ones)."""
+    name = action.dest.replace("_", "-")
+    if action.dest in ("notebooks", "exclude", "cache_inputs"):
+        items = value if isinstance(value, list) else split_list(str(value))
+        return [str(item) for item in items]
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    try:
+        converted = (action.type or str)(text)
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise ConfigError(f"{at}: defaults {name}: {exc}") from None
+    if action.choices and converted not in action.choices:
+        raise ConfigError(f"{at}: defaults {name}: choose one of {', '.join(action.choices)}")
+    return converted
 
 
 def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -187,7 +251,7 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, st
     values = env_options(environ)
     for action in parser._actions:
         raw = values.get(action.dest)
-        if raw is None or action.dest in ("help", "version"):
+        if raw is None or action.dest in ("help", "version", "parameter"):
             continue
         if action.dest in ("notebooks", "exclude", "cache_inputs"):
             parser.set_defaults(**{action.dest: split_list(raw)})
@@ -202,11 +266,16 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, st
         parser.set_defaults(**{action.dest: value})
 
 
-def make_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+def make_config(args: argparse.Namespace, environ: Mapping[str, str], settings: Optional[SettingsFile] = None) -> Config:
     options = dict(vars(args))
     options.pop("command")
+    options.pop("config", None)
     github = options.pop("github", None)
+    if "parameter" in options:
+        options["parameters"] = command_line_parameters(options.pop("parameter"), options.pop("parameters_file"),
+                                                        options.pop("parameters_yaml"))
     config = Config(
+        rules=settings.rules if settings is not None else [],
         root=Path.cwd(),
         patterns=options.pop("notebooks") or list(DEFAULT_PATTERNS),
         excludes=options.pop("exclude"),
@@ -216,21 +285,31 @@ def make_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
     return config.validate()
 
 
-def command_list(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def command_list(args: argparse.Namespace, environ: Mapping[str, str], settings: Optional[SettingsFile]) -> int:
     """``nbci list``: one path per line, a JSON array (``--json``) or a shard matrix (``--shards``)."""
     options = vars(args)  # the namespace's own dict: what is popped here does not reach Config
     as_json, shards = options.pop("json"), options.pop("shards")
-    return list_notebooks(make_config(args, environ), as_json, shards)
+    return list_notebooks(make_config(args, environ, settings), as_json, shards)
+
+
+def read_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Optional[SettingsFile]:
+    """The settings file this invocation uses (``--config``, ``NBCI_CONFIG``, or ``.nbci.yml``), parsed."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", default=environ.get("NBCI_CONFIG") or None)
+    known, _ = early.parse_known_args([arg for arg in argv if arg not in ("-h", "--help")])
+    path = find_settings_file(known.config, Path.cwd())
+    return load_settings(path) if path is not None else None
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser(environ).parse_args(argv)
+        settings = read_settings(argv, environ)
+        args = build_parser(environ, settings).parse_args(argv)
         if args.command == "list":
-            return command_list(args, environ)
-        return run_notebooks(make_config(args, environ), environ)
+            return command_list(args, environ, settings)
+        return run_notebooks(make_config(args, environ, settings), environ)
     except NbciError as exc:
         print(f"nbci: error: {one_line(str(exc))}", file=sys.stderr)  # a path may hold a newline
         return EXIT_USAGE

@@ -14,9 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from nbci.errors import ConfigError
+from nbci.settings import NotebookSettings, Rule, check_cwd
 from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
@@ -53,6 +54,10 @@ class Config:
     shard: Optional[str] = None  # "I/N"
     changed_since: Optional[str] = None  # a git ref
     junit: Optional[Path] = None
+    html: bool = False  # write a page per notebook and index.html into the output folder
+    cwd: str = "notebook"  # where kernels start: notebook (its folder), root, or a folder below the root
+    parameters: Dict[str, Any] = field(default_factory=dict)  # the command line's, over the settings file's
+    rules: List[Rule] = field(default_factory=list)  # the settings file's per-notebook entries
     cache_dir: Optional[Path] = None  # the execution cache's folder; None: no cache
     cache_max_age: Optional[float] = 7 * 86400.0  # seconds; None: no limit
     cache_inputs: List[str] = field(default_factory=list)  # globs whose files join every key
@@ -65,6 +70,12 @@ class Config:
         self.output_dir = Path(os.path.normpath(self.output_dir))
         if self.cache_dir is not None:
             self.cache_dir = Path(os.path.normpath(self.root / self.cache_dir))
+
+    @property
+    def notebook_defaults(self) -> NotebookSettings:
+        """The per-notebook settings every notebook starts from: this run's options."""
+        return NotebookSettings(self.timeout, self.notebook_timeout, self.allow_errors, self.retries, self.kernel,
+                                self.cwd)
 
     @property
     def caching(self) -> bool:
@@ -101,6 +112,7 @@ class Config:
                               "or a folder of them")
         if self.shard is not None:
             self.shard = str(parse_shard(self.shard))
+        check_cwd(self.cwd, "--cwd")
         return self
 
 

@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Pattern
 
 from nbci.errors import ConfigError
 from nbci.files import MARKER, inside, is_marked
+from nbci.text_notebooks import TEXT_EXTENSIONS, is_text_path, looks_like_notebook
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 CHECKPOINTS = ".ipynb_checkpoints"
@@ -124,8 +125,9 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
             return expand(f"{rel}/**/*.ipynb" if rel else "**/*.ipynb", root, original)
         if not exists:
             raise ConfigError(f"{original}: no such notebook; check the path or quote a glob")
-        if target.suffix != ".ipynb":
-            raise ConfigError(f"{original}: not a .ipynb file; name notebooks or globs like 'docs/**/*.ipynb'")
+        if target.suffix != ".ipynb" and not is_text_path(rel):
+            raise ConfigError(f"{original}: not a notebook file (.ipynb, or a text notebook: "
+                              f"{', '.join(TEXT_EXTENSIONS)}); name notebooks or globs like 'docs/**/*.ipynb'")
         marked = marked_folder(rel, root)
         if marked is not None:
             raise ConfigError(f"{original}: inside {marked or '.'}, a folder nbci writes its output to (it holds "
@@ -133,7 +135,8 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
         return [rel]
     regex = translate_glob(rel)
     start = literal_prefix(rel)
-    return [path for path in walk(root, start, include_hidden=is_hidden(rel)) if regex.match(path)]
+    return [path for path in walk(root, start, include_hidden=is_hidden(rel)) if regex.match(path)
+            and (path.endswith(".ipynb") or looks_like_notebook(root / path))]
 
 
 def marked_folder(relpath: str, root: Path) -> Optional[str]:
@@ -158,7 +161,7 @@ def literal_prefix(rel: str) -> str:
 
 
 def walk(root: Path, start: str, include_hidden: bool) -> Iterator[str]:
-    """Every ``.ipynb`` below ``root/start`` as a relative path: breadth first, links to folders
+    """Every ``.ipynb`` and text-notebook candidate below ``root/start`` as a relative path: breadth first, links to folders
     followed only into folders inside ``root`` not walked yet, marked output folders skipped."""
     seen = set()
     queue = [start]
@@ -185,5 +188,5 @@ def walk(root: Path, start: str, include_hidden: bool) -> Iterator[str]:
                 continue
             if is_dir:
                 queue.append(child)
-            elif name.endswith(".ipynb"):
+            elif name.endswith((".ipynb",) + TEXT_EXTENSIONS):
                 yield child

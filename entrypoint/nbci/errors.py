@@ -11,5 +11,9 @@ class ConfigError(NbciError):
     """An option or input has a value nbci cannot use."""
 
 
+class InvalidNotebook(Exception):
+    """The file is not a notebook nbci can read or run; the message says why (a result, not a usage error)."""
+
+
 class NoNotebooksError(NbciError):
     """Discovery found nothing to run and ``--if-no-notebooks error`` is in force."""

@@ -24,18 +24,16 @@ from nbformat import NotebookNode
 
 from nbci import results as st
 from nbci.cache import READ_RECORDER, READS_EXPRESSION
+from nbci.errors import InvalidNotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
 from nbci.results import MESSAGE_CHARS, CellError, NotebookResult
 from nbci.text import clip
+from nbci.text_notebooks import is_text_path, read_text_notebook
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 DEFAULT_KERNEL = "python3"
-
-
-class InvalidNotebook(Exception):
-    """The file is not a notebook nbformat can read; the message is nbformat's reason."""
 
 
 class NotebookExit(Exception):
@@ -56,23 +54,37 @@ def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
 
 
-def read_notebook(root: Path, relpath: str) -> Tuple[NotebookNode, List[str]]:
-    """Read a notebook as Jupyter does: v4, what nbformat repairs repaired; return it and a warning
-    per repair. Raise ``InvalidNotebook`` only for what cannot be read or run."""
+@dataclass
+class SourceNotebook:
+    """A notebook as read from its file: the notebook, what was repaired, and the file's text."""
+
+    nb: NotebookNode
+    warnings: List[str]
+    text: str
+    from_text: bool = False  # a text notebook, read with jupytext
+
+
+def read_notebook(root: Path, relpath: str) -> SourceNotebook:
+    """Read a notebook as Jupyter does: v4, what nbformat repairs repaired (a warning per repair);
+    text notebooks through jupytext. Raise ``InvalidNotebook`` only for what cannot be read or run."""
     try:
-        data = read_notebook_bytes(root, relpath)
+        text = read_notebook_bytes(root, relpath).decode("utf-8")
     except UnsafePath as exc:
         raise InvalidNotebook(str(exc)) from None
-    try:
-        # nbformat.reads without its own validation, which logs every problem repair() handles
-        nb = nbformat.convert(nbformat.reader.reads(data.decode("utf-8")), 4)
     except UnicodeDecodeError as exc:
         raise InvalidNotebook(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    if is_text_path(relpath):
+        nb = read_text_notebook(text, Path(relpath).suffix)
+        repair(nb)  # ids and the like, which text formats do not keep: nothing to warn about
+        return SourceNotebook(nb, [], text, from_text=True)
+    try:
+        # nbformat.reads without its own validation, which logs every problem repair() handles
+        nb = nbformat.convert(nbformat.reader.reads(text), 4)
     except Exception as exc:  # nbformat raises many kinds for broken JSON and structure (RecursionError too)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidNotebook(reason) from None
     try:
-        return nb, repair(nb)
+        return SourceNotebook(nb, repair(nb), text)
     except InvalidNotebook:
         raise
     except Exception as exc:  # a structure nbformat's own tools trip over

@@ -34,15 +34,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Set
 
+from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.kernels import without_runner_files
 from nbci.report.workflow_commands import one_line
 from nbci.results import CRASHED, CellError, NotebookResult
 from nbci.schedule import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu
 
-# The helper starts in the folder that holds this nbci, never the repository's: ``-m`` puts the
-# current folder first on sys.path, and a notebook repository's ``json.py`` must not be imported.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINE_LIMIT = 1 << 26  # bytes of one message: results are bounded well below this
 CANCEL_GRACE = 10.0  # seconds a cancelled helper may take to report and exit before it is killed
 PR_SET_PDEATHSIG = 1
@@ -95,7 +93,7 @@ class HelperGroup:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "nbci.helpers", str(os.getpid()), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
-                env=without_runner_files(os.environ), cwd=PACKAGE_PARENT)
+                env=without_runner_files(os.environ), cwd=INSTALL_FOLDER)
             process.stdin.write(payload + json.dumps(workers).encode() + b"\n")
             self.helpers.append(Helper(process, workers))
             if self.cancelled:  # a signal while starting: this one missed it

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
@@ -30,6 +29,7 @@ from nbci.report.junit import junit_bytes
 from nbci.report.workflow_commands import CommandLog, one_line
 from nbci.results import RunResult, results_json
 from nbci.schedule import Scheduler
+from nbci.settings import settings_for
 from nbci.shard import matrix, parse_shard, select_shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -135,7 +135,8 @@ def list_notebooks(config: Config, as_json: bool, shards: Optional[int]) -> int:
         print(json.dumps(paths))
     else:
         for path in paths:
-            print(one_line(path))
+            skip = settings_for(config.notebook_defaults, config.rules, path, {}).skip
+            print(one_line(path) + (f"  (skipped: {one_line(skip)})" if skip else ""))
     return EXIT_OK
 
 
@@ -163,6 +164,10 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
 
 def make_reporters(config: Config, environ: Mapping[str, str], log: CommandLog) -> List[Reporter]:
     reporters: List[Reporter] = [ConsoleReporter(log)]
+    if config.html:
+        from nbci.report.html import HtmlReporter
+
+        reporters.append(HtmlReporter(config, environ))
     if config.github:
         from nbci.report.github import GitHubReporter
 

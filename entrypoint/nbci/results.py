@@ -13,7 +13,6 @@ says what was cut.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -35,9 +34,11 @@ STARTUP_FAILED = "startup-failed"  # the kernel is missing or could not start
 INVALID = "invalid"  # not a readable notebook
 CANCELLED = "cancelled"  # the run was interrupted (SIGINT/SIGTERM) while this notebook ran
 CACHED = "cached"  # not run: the execution cache held a passed result for exactly this notebook
+SKIPPED = "skipped"  # not run: the settings file says why (skip: "needs a GPU")
 
-STATUSES = (PASSED, CACHED, FLAKY, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID, CANCELLED)
-OK_STATUSES = (PASSED, CACHED, FLAKY)
+STATUSES = (PASSED, CACHED, FLAKY, SKIPPED, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID,
+            CANCELLED)
+OK_STATUSES = (PASSED, CACHED, FLAKY, SKIPPED)  # skipped counts as neither passed nor failed
 
 
 @dataclass
@@ -50,6 +51,7 @@ class CellError:
     traceback: List[str] = field(default_factory=list)
     code_cell: Optional[int] = None  # 1-based among the code cells: "code cell 3" is Jupyter's In [3] in a fresh run
     source: Optional[str] = None  # the failing cell's source (first MESSAGE_CHARS characters)
+    line: Optional[int] = None  # 1-based line in the notebook's own file (.ipynb JSON, or a text notebook's line)
 
     @property
     def cell_name(self) -> Optional[str]:
@@ -94,6 +96,8 @@ class NotebookResult:
     kernel_output: str = ""  # what the kernel process itself wrote to stdout/stderr (bounded)
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook early
     cached_from: Optional[Dict[str, Any]] = None  # for a cached result: when and where it ran
+    skip_reason: Optional[str] = None  # for a skipped notebook: the settings file's reason
+    parameters: Optional[Dict[str, Any]] = None  # the parameters injected, when any
 
     @property
     def ok(self) -> bool:
@@ -141,6 +145,7 @@ class RunResult:
             "failed": len(self.failures),
             "flaky": counts[FLAKY],
             "cached": counts[CACHED],
+            "skipped": counts[SKIPPED],
             "statuses": {status: n for status, n in counts.items() if n},
             "duration": round(self.duration, 3),
             "engine_peak_rss": self.engine_peak_rss,

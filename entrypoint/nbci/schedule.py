@@ -33,10 +33,15 @@ from nbci.execute import (
     InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
+from nbci.files import UnsafePath, inside, read_notebook_bytes
+from nbci.locate import failure_line, json_error_line
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
+from nbci.parameters import NotPython, inject
 from nbci.report import Reporter
 from nbci.report.github import notebook_log
 from nbci.results import CellError, NotebookResult, RunResult
+from nbci.settings import NotebookSettings, settings_for
+from nbci.text_notebooks import copy_name, is_text_path
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
 # Kernels being started or waiting, per worker. A start takes ~0.45 s of wall time (about half of
@@ -67,6 +72,10 @@ class Prepared:
     invalid: Optional[str] = None
     request: Optional[KernelRequest] = None
     warnings: List[str] = field(default_factory=list)
+    settings: NotebookSettings = field(default_factory=NotebookSettings)
+    text: str = ""  # the file as read, to find a failure's line in it
+    text_sources: Optional[List[str]] = None  # a text notebook's cell sources, as read
+    injected_at: Optional[int] = None  # the index of the injected parameters cell
     cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
     cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
     reads: Optional[List[str]] = None  # what the last attempt's kernel read, when recorded for the cache
@@ -273,17 +282,25 @@ class Runner:
         return self._prepared[job.index]
 
     async def _read(self, job: Job) -> Prepared:
-        prepared = Prepared(job)
+        config = self.config
+        prepared = Prepared(job, settings=settings_for(config.notebook_defaults, config.rules, job.path,
+                                                        config.parameters))
+        if prepared.settings.skip:
+            return prepared
         try:
-            prepared.nb, prepared.warnings = await asyncio.get_running_loop().run_in_executor(
-                None, read_notebook, self.config.root, job.path)
-        except InvalidNotebook as exc:
+            source = await asyncio.get_running_loop().run_in_executor(None, read_notebook, config.root, job.path)
+            prepared.nb, prepared.warnings, prepared.text = source.nb, source.warnings, source.text
+            if source.from_text:
+                prepared.text_sources = [cell.get("source", "") for cell in source.nb.cells]
+            prepared.injected_at = inject(prepared.nb, prepared.settings.parameters)
+            cwd = kernel_cwd(config.root, job.path, prepared.settings.cwd)
+        except (InvalidNotebook, NotPython) as exc:
             prepared.invalid = str(exc)
             return prepared
-        prepared.request = KernelRequest(kernel_name(prepared.nb, self.config.kernel),
-                                         (self.config.root / job.path).parent)
+        prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
         if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
-            prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name)
+            prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name,
+                                                asdict(prepared.settings))
             prepared.cached, warning = self.cache.lookup(prepared.cache_key)
             prepared.warnings += [warning] if warning else []
             if prepared.cached is not None:
@@ -301,8 +318,11 @@ class Runner:
         del self._prepared[job.index]
         self.sink.started(job)
         nb: Optional[NotebookNode] = None
-        if prepared.invalid is not None:
+        if prepared.settings.skip:
+            result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
+        elif prepared.invalid is not None:
             result = invalid_result(job.path, prepared.invalid)
+            result.error.line = invalid_line(self.config.root, job.path)
         elif prepared.cached is not None:
             result, nb = self._reuse(job, prepared.cached)
         else:
@@ -310,6 +330,8 @@ class Runner:
             result.warnings = prepared.warnings + result.warnings
             if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
+        if prepared.settings.parameters and not prepared.settings.skip:
+            result.parameters = dict(prepared.settings.parameters)
         self.sink.finished(job, result, notebook_log(result, nb) if self.config.github else "")
 
     def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
@@ -334,9 +356,12 @@ class Runner:
         attempt = 0
         while True:
             attempt += 1
-            nb = copy.deepcopy(prepared.nb) if self.config.retries else prepared.nb
+            nb = copy.deepcopy(prepared.nb) if prepared.settings.retries else prepared.nb
             result = await self._attempt(prepared, nb, attempt)
-            if result.ok or self.cancelled or attempt > self.config.retries \
+            if result.error is not None:
+                result.error.line = failure_line(prepared.text, result.error, prepared.text_sources,
+                                                 prepared.injected_at)
+            if result.ok or self.cancelled or attempt > prepared.settings.retries \
                     or not is_transient(result, self.config.retry_on):
                 break
         if attempt > 1 and result.status == st.PASSED:
@@ -353,10 +378,10 @@ class Runner:
                                     error=CellError("KernelStartError", str(exc)))
         else:
             watch.started = time.monotonic()  # a notebook's own time (and its limit) starts with its kernel ready
-            monitor = asyncio.ensure_future(self._monitor(job, kernel, watch))
+            monitor = asyncio.ensure_future(self._monitor(job, kernel, watch, prepared.settings.notebook_timeout))
             try:
-                status, error = await execute(nb, kernel, request.cwd, self.config.timeout,
-                                              self.config.allow_errors, watch, lambda: self.cancelled,
+                status, error = await execute(nb, kernel, request.cwd, prepared.settings.timeout,
+                                              prepared.settings.allow_errors, watch, lambda: self.cancelled,
                                               self.config.root if self.cache is not None else None)
                 prepared.reads = watch.reads
             finally:
@@ -375,11 +400,11 @@ class Runner:
         inside). A copy that cannot be written fails a passed notebook; the run goes on either way."""
         nb.metadata["nbci"] = {"status": result.status, "duration": result.duration, "stopped_at": result.stopped_at,
                                "error": asdict(result.error) if result.error else None}
-        if self.config.inplace:
+        if self.config.inplace and not is_text_path(job.path):
             target = Path(os.path.realpath(self.config.root / job.path))  # read from there: inside the root
             base = target.parent
-        else:
-            target, base = self.config.output_dir / job.path, self.config.output_dir
+        else:  # a text notebook's copy always goes to the output folder: its source stays text
+            target, base = self.config.output_dir / copy_name(job.path), self.config.output_dir
         try:
             write_notebook(nb, target, base)
         except OSError as exc:
@@ -394,7 +419,7 @@ class Runner:
         except ValueError:
             result.output_path = str(target)
 
-    async def _monitor(self, job: Job, kernel: Kernel, watch: Watch) -> None:
+    async def _monitor(self, job: Job, kernel: Kernel, watch: Watch, notebook_timeout: Optional[float]) -> None:
         """Sample memory, enforce the memory and notebook limits, and report a heartbeat."""
         config = self.config
         next_beat = config.heartbeat or math.inf  # None: no heartbeat lines
@@ -406,15 +431,35 @@ class Runner:
                 watch.kill_reason = (st.CRASHED, MEMORY_LIMIT, f"the kernel used {rss / 2**20:.0f} MiB, over --memory-limit "
                                      f"{config.memory_limit / 2**20:.0f} MiB, and was killed")
                 kernel.kill_tree()
-            if config.notebook_timeout and watch.elapsed > config.notebook_timeout and not watch.kill_reason:
+            if notebook_timeout and watch.elapsed > notebook_timeout and not watch.kill_reason:
                 watch.kill_reason = (st.NOTEBOOK_TIMEOUT, "NotebookTimeout",
-                                     f"the notebook ran longer than --notebook-timeout {config.notebook_timeout:g} s")
+                                     f"the notebook ran longer than --notebook-timeout {notebook_timeout:g} s")
                 kernel.kill_tree()
             if watch.elapsed >= next_beat:
                 next_beat += config.heartbeat
                 self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
+
+
+def invalid_line(root: Path, path: str) -> Optional[int]:
+    """Where an unreadable ``.ipynb`` stops being JSON, when it is readable text at all."""
+    if is_text_path(path):
+        return None
+    try:
+        return json_error_line(read_notebook_bytes(root, path).decode("utf-8"))
+    except (OSError, UnsafePath, UnicodeDecodeError):
+        return None
+
+
+def kernel_cwd(root: Path, path: str, cwd: str) -> Path:
+    """The folder a notebook's kernel starts in, by ``--cwd``/``cwd:``; ``InvalidNotebook`` when missing."""
+    if cwd == "notebook":
+        return (root / path).parent
+    folder = root if cwd == "root" else root / cwd
+    if not folder.is_dir() or not inside(folder.resolve(), root):
+        raise InvalidNotebook(f"cwd {cwd} is not a folder inside the working directory: create it or change cwd")
+    return folder
 
 
 def execution_cache(config: Config) -> Optional[ExecutionCache]:

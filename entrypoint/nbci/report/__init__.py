@@ -9,26 +9,25 @@ if TYPE_CHECKING:  # pragma: no cover
     from nbci.config import Config
     from nbci.results import NotebookResult, RunResult
 
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
-    Protocol = object  # type: ignore
+class Reporter:
+    """What the scheduler tells every reporter: the run starting, then per notebook, then the end.
+    Each event does nothing unless a reporter overrides it."""
 
+    def run_started(self, paths: "List[str]", config: "Config") -> None:
+        pass
 
-class Reporter(Protocol):
-    """What the scheduler tells every reporter: the run starting, then per notebook, then the end."""
-
-    def run_started(self, paths: "List[str]", config: "Config") -> None: ...
-
-    def notebook_started(self, path: str) -> None: ...
+    def notebook_started(self, path: str) -> None:
+        pass
 
     def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
-                  rss: Optional[int]) -> None: ...
+                  rss: Optional[int]) -> None:
+        pass
 
     def notebook_finished(self, result: "NotebookResult", log: str) -> None:
         """``log``: the notebook's streamed output and tracebacks for the job log (GitHub mode only, else empty)."""
 
-    def run_finished(self, run: "RunResult", config: "Config") -> None: ...
+    def run_finished(self, run: "RunResult", config: "Config") -> None:
+        pass
 
 
 def failing_source(result: "NotebookResult") -> Optional[str]:
@@ -41,6 +40,13 @@ def tail(lines: list, limit: int) -> list:
     if len(lines) <= limit:
         return list(lines)
     return [f"... {len(lines) - limit} earlier lines cut ..."] + list(lines[-limit:])
+
+
+def not_run_note(result: "NotebookResult") -> str:
+    """Why a notebook has no run of its own here: ``skipped: needs a GPU``, a cached note; else empty."""
+    if result.skip_reason:
+        return f"skipped: {result.skip_reason}"
+    return cached_note(result)
 
 
 def cached_note(result: "NotebookResult") -> str:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 
 from nbci.config import Config
-from nbci.report import cached_note, failing_source, format_bytes, tail
+from nbci.report import Reporter, failing_source, format_bytes, not_run_note, tail
 from nbci.report.workflow_commands import CommandLog, one_line
 from nbci.text import clip
 from nbci.results import NotebookResult, RunResult
@@ -30,7 +30,7 @@ CLOSING_CHARS = 200  # each line of the closing list
 KERNEL_SOURCE_NAME = re.compile(r" \(\d+\.py, line \d+\)$")
 
 
-class ConsoleReporter:
+class ConsoleReporter(Reporter):
     """Plain lines, safe for CI logs: no cursor tricks, no colour codes."""
 
     name = "the console report"
@@ -49,9 +49,6 @@ class ConsoleReporter:
         self._print(f"nbci: {len(paths)} notebooks, {jobs} at a time, {timeout}, "
                     f"executed copies in {one_line(str(config.output_dir))}")
 
-    def notebook_started(self, path: str) -> None:
-        pass
-
     def heartbeat(self, path, cell_index, source_line, elapsed, rss) -> None:
         where = f"cell {cell_index + 1}" if cell_index is not None else "starting"
         snippet = f" `{one_line(source_line, 60)}`" if source_line else ""
@@ -62,7 +59,7 @@ class ConsoleReporter:
         if source is not None:
             self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
-        timing = cached_note(result) or f"{result.duration:.1f} s{retried}"
+        timing = not_run_note(result) or f"{result.duration:.1f} s{retried}"
         self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")

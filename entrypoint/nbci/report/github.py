@@ -18,21 +18,19 @@ documented channels: workflow commands on stdout, ``$GITHUB_OUTPUT`` and ``$GITH
 
 from __future__ import annotations
 
-import bisect
 import html
 import json
 import os
 import re
 import sys
 from dataclasses import dataclass
-from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import cached_note, failing_source, tail
+from nbci.report import Reporter, failing_source, not_run_note, tail
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip
@@ -48,7 +46,7 @@ TRACEBACK_LINES = 30
 MESSAGE_CHARS = 4000
 
 STATUS_ICONS = {
-    "passed": "✅", "cached": "♻️", "flaky": "🔁", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
+    "passed": "✅", "cached": "♻️", "flaky": "🔁", "skipped": "⏭️", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
     "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️",
 }
 STATUS_TITLES = {
@@ -56,12 +54,10 @@ STATUS_TITLES = {
     "crashed": "crashed (the kernel died)", "startup-failed": "could not start its kernel",
     "invalid": "is not a readable notebook", "cancelled": "was cancelled",
 }
-CELL_LINE = re.compile(r"Cell In\s*\[\d*\],\s*line (\d+)")
-ARROW_LINE = re.compile(r"^-*>\s*(\d+)\b", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
-class GitHubReporter:
+class GitHubReporter(Reporter):
     """Report a run to GitHub Actions; ``environ`` supplies ``GITHUB_OUTPUT`` and friends.
 
     A missing ``GITHUB_OUTPUT`` or ``GITHUB_STEP_SUMMARY`` skips that channel; annotations and
@@ -77,16 +73,6 @@ class GitHubReporter:
         self.workspace = Path(workspace) if workspace else None
         self.log = log or CommandLog(sys.stdout, github=True)
         self._sources: Dict[str, str] = {}  # the failing cell's source, by notebook path
-
-    def run_started(self, paths: List[str], config: Config) -> None:
-        pass
-
-    def notebook_started(self, path: str) -> None:
-        pass
-
-    def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
-                  rss: Optional[int]) -> None:
-        pass  # the console reporter prints progress; the GitHub log shows it as is
 
     def notebook_finished(self, result: NotebookResult, log: str) -> None:
         source = failing_source(result)
@@ -119,7 +105,7 @@ class GitHubReporter:
 
     def error_annotation(self, result: NotebookResult, config: Config) -> str:
         source = config.root / result.path
-        line = None if config.inplace else failure_line(source, result)
+        line = result.error.line if result.error else None
         where = f" at {result.error.cell_name}" if result.error and result.error.cell_name else ""
         title = f"{result.path} {STATUS_TITLES.get(result.status, result.status)}{where}"
         return wc.annotation("error", failure_message(result), file=repo_path(source, self.workspace),
@@ -158,154 +144,6 @@ def repo_path(path: Path, workspace: Optional[Path]) -> str:
             except ValueError:
                 continue
     return full.as_posix()
-
-
-# --- where the failure is in the .ipynb file ---------------------------------------------------
-
-
-def failure_line(source: Path, result: NotebookResult) -> Optional[int]:
-    """The 1-based line in the raw ``.ipynb`` file to annotate, or None when unknown.
-
-    For a cell error it is the JSON line holding the failing source line (from the traceback's
-    ``Cell In[n], line L``), else the line where the cell's source begins; for an unreadable
-    notebook, the line the JSON parser complained about.
-    """
-    error = result.error
-    if error is None:
-        return None
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, ValueError):
-        return None
-    if error.cell_index is None:
-        return json_error_line(text) if result.status == "invalid" else None
-    try:
-        cells = cell_source_lines(text)
-    except ValueError:
-        return None
-    if error.cell_index >= len(cells) or not cells[error.cell_index]:
-        return None
-    return json_line_of(cells[error.cell_index], failing_cell_line(error.traceback))
-
-
-def json_error_line(text: str) -> Optional[int]:
-    """The line where ``text`` stops being valid JSON, or None when it parses."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return exc.lineno
-    except (ValueError, RecursionError):  # too deeply nested to parse: no line to point at
-        return None
-    return None
-
-
-def failing_cell_line(traceback: List[str]) -> Optional[int]:
-    """The 1-based line within the failing cell that raised, read from an IPython traceback.
-
-    The first frame of a cell's traceback is the cell itself, so the first match is ours.
-    """
-    text = ANSI.sub("", "\n".join(traceback))
-    match = CELL_LINE.search(text) or ARROW_LINE.search(text)
-    return int(match.group(1)) if match else None
-
-
-def json_line_of(pieces: List[Tuple[int, str]], cell_line: Optional[int]) -> int:
-    """Map a line of the cell's source to the JSON line of the string piece that holds it."""
-    json_line, _ = pieces[0]
-    if cell_line is None:
-        return json_line
-    seen = 1  # the cell line at which the current piece starts
-    for json_line_here, text in pieces:
-        if seen > cell_line:
-            break
-        json_line = json_line_here
-        seen += text.count("\n")
-    return json_line
-
-
-def cell_source_lines(text: str) -> List[List[Tuple[int, str]]]:
-    """For each cell of a notebook's raw JSON, its source pieces as ``(1-based line, text)``.
-
-    nbformat stores a source as a list of strings, one per line, each on its own JSON line; a
-    single string is one piece. Raises ``ValueError`` when the text is not a notebook.
-    """
-    scan = _JsonScanner(text)
-    cells: List[List[Tuple[int, str]]] = []
-    for key in scan.members():
-        if key != "cells":
-            scan.skip_value()
-            continue
-        for _ in scan.items():
-            pieces: List[Tuple[int, str]] = []
-            for cell_key in scan.members():
-                if cell_key == "source" and scan.peek() == "[":
-                    for _ in scan.items():
-                        pieces.append((scan.line(), scan.string()))
-                elif cell_key == "source":
-                    pieces.append((scan.line(), scan.string()))
-                else:
-                    scan.skip_value()
-            cells.append(pieces)
-    return cells
-
-
-class _JsonScanner:
-    """Walk JSON text keeping positions (the json module keeps none); ValueError on bad input."""
-
-    _ws = re.compile(r"[ \t\n\r]*")
-    _decoder = json.JSONDecoder()
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-        self._newlines = [i for i, char in enumerate(text) if char == "\n"]
-
-    def peek(self) -> str:
-        self.pos = self._ws.match(self.text, self.pos).end()  # type: ignore[union-attr]
-        return self.text[self.pos:self.pos + 1]
-
-    def expect(self, char: str) -> None:
-        if self.peek() != char:
-            raise ValueError(f"expected {char!r} at offset {self.pos}")
-        self.pos += 1
-
-    def line(self) -> int:
-        self.peek()
-        return bisect.bisect_left(self._newlines, self.pos) + 1
-
-    def string(self) -> str:
-        self.expect('"')
-        value, self.pos = scanstring(self.text, self.pos)
-        return value
-
-    def skip_value(self) -> None:
-        self.peek()
-        _, self.pos = self._decoder.raw_decode(self.text, self.pos)
-
-    def _sequence(self, open_: str, close: str) -> Iterator[None]:
-        self.expect(open_)
-        if self.peek() == close:
-            self.pos += 1
-            return
-        while True:
-            yield  # the caller consumes one element here
-            char = self.peek()
-            self.pos += 1
-            if char == close:
-                return
-            if char != ",":
-                raise ValueError(f"expected ',' or {close!r} at offset {self.pos - 1}")
-
-    def items(self) -> Iterator[None]:
-        """Step through an array; the caller consumes each element."""
-        return self._sequence("[", "]")
-
-    def members(self) -> Iterator[str]:
-        """Step through an object's keys; the caller consumes each value."""
-        for _ in self._sequence("{", "}"):
-            key = self.string()
-            self.expect(":")
-            yield key
 
 
 # --- the log group and the job summary --------------------------------------------------------
@@ -393,7 +231,8 @@ def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
 def _headline(run: RunResult) -> str:
     summary = run.summary()
     if run.ok:
-        cached = f" ({summary['cached']} cached)" if summary["cached"] else ""
+        notes = [f"{summary[key]} {key}" for key in ("cached", "skipped") if summary[key]]
+        cached = f" ({', '.join(notes)})" if notes else ""
         head = f"### ✅ nbci: {summary['total']} notebooks passed{cached}"
     else:
         head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
@@ -403,7 +242,8 @@ def _headline(run: RunResult) -> str:
 
 def _row(result: NotebookResult) -> str:
     status = f"{STATUS_ICONS.get(result.status, '')} {result.status}".strip()
-    timing = f"not run: {cached_note(result)}" if result.cached_from else f"{result.duration:.1f} s"
+    note = not_run_note(result)
+    timing = f"not run: {_clip(note, 200)}" if note else f"{result.duration:.1f} s"
     return f"| {status} | {_code(result.path)} | {timing} |\n"
 
 

@@ -26,13 +26,15 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
     """A ``testsuite`` with a ``testcase`` per notebook; non-passing ones carry a failure."""
     summary = run.summary()
     suite = ET.Element("testsuite", name="nbci", tests=str(summary["total"]), failures=str(summary["failed"]),
-                       errors="0", skipped="0", time=f"{run.duration:.3f}")
+                       errors="0", skipped=str(summary["skipped"]), time=f"{run.duration:.3f}")
     for result in run.notebooks:
         case = ET.SubElement(suite, "testcase", classname="notebooks", name=xml_text(result.path),
                              time=f"{result.duration:.3f}")
         if result.cached_from:
             properties = ET.SubElement(case, "properties")
             ET.SubElement(properties, "property", name="nbci.cached_from", value=json.dumps(result.cached_from))
+        if result.skip_reason:
+            ET.SubElement(case, "skipped", message=xml_text(result.skip_reason[:1000]))
         if result.status in OK_STATUSES:
             continue
         error = result.error

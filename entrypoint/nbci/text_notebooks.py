@@ -1,0 +1,74 @@
+"""Text notebooks (jupytext): percent scripts (``.py``), MyST Markdown (``.md``), R Markdown, Quarto.
+
+A text file counts as a notebook only when it says so: a jupytext header, ``# %%`` cells in a
+script, ``{code-cell}`` blocks in Markdown, code chunks in R Markdown or Quarto. Globs pick up only
+such files; a text file named explicitly that is not one is reported ``invalid`` with the reason.
+jupytext is an optional dependency (``nbci[text]``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from nbci.errors import InvalidNotebook
+
+TEXT_EXTENSIONS = (".py", ".md", ".Rmd", ".qmd")
+SNIFF_BYTES = 64 * 1024  # how much of a file a glob match reads to tell a notebook
+HEADER = re.compile(r"^(?:# )?(?:jupyter|jupytext):[ \t]*$", re.MULTILINE)
+MARKERS = {
+    ".py": (re.compile(r"^# %%", re.MULTILINE), "'# %%' cells"),
+    ".md": (re.compile(r"^(?:```|~~~)\{code-cell\}", re.MULTILINE), "'{code-cell}' blocks"),
+    ".Rmd": (re.compile(r"^```\{[A-Za-z]", re.MULTILINE), "'```{python}' chunks"),
+    ".qmd": (re.compile(r"^```\{[A-Za-z]", re.MULTILINE), "'```{python}' chunks"),
+}
+
+
+def is_text_path(path: str) -> bool:
+    return path.endswith(TEXT_EXTENSIONS)
+
+
+def copy_name(path: str) -> str:
+    """Where a notebook's executed copy goes, relative to the output folder: text notebooks as
+    ``.ipynb`` beside their name (``a/b.py`` -> ``a/b.py.ipynb``)."""
+    return f"{path}.ipynb" if is_text_path(path) else path
+
+
+def not_a_notebook(text: str, suffix: str) -> str:
+    """Why ``text`` is not a text notebook, or "" when it is one."""
+    marker, names = MARKERS[suffix]
+    if HEADER.search(text) or marker.search(text):
+        return ""
+    return f"a {suffix} file with no jupytext header and no {names}: not a notebook (jupytext)"
+
+
+def looks_like_notebook(path: Path) -> bool:
+    """Whether a file a glob matched is a text notebook, from its first ``SNIFF_BYTES``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return not not_a_notebook(head, path.suffix)
+
+
+def read_text_notebook(text: str, suffix: str) -> NotebookNode:
+    """The notebook jupytext reads from ``text``; ``InvalidNotebook`` when it is none, or jupytext is missing."""
+    reason = not_a_notebook(text, suffix)
+    if reason:
+        raise InvalidNotebook(reason)
+    try:
+        import jupytext
+    except ImportError:
+        raise InvalidNotebook("a text notebook needs jupytext: pip install 'nbci[text]' (the action installs "
+                              "it when notebooks names .py, .md, .Rmd or .qmd files)") from None
+    fmt = suffix[1:]
+    if suffix in (".py", ".md") and MARKERS[suffix][0].search(text):  # jupytext reads a header's format,
+        fmt += ":percent" if suffix == ".py" else ":myst"               # not one the cells show
+    try:
+        return jupytext.reads(text, fmt=fmt)
+    except Exception as exc:  # jupytext raises many kinds; Quarto needs the quarto program
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidNotebook(f"jupytext cannot read it: {reason}") from None

@@ -1,0 +1,130 @@
+"""``nbci run --html``: the site opened in a real headless browser (Debian's chromium, via playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Iterator, List
+
+import pytest
+from conftest import Project, Run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and os.environ.get("CI") != "true":
+    pytest.skip("no chromium on PATH (apt-get install chromium); CI installs it", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+PNG_CELL = """\
+import struct, zlib
+from IPython.display import Image, display
+
+def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+rows = b''.join(b'\\x00' + b'\\xff\\x00\\x00' * 8 for _ in range(8))  # 8x8 red
+png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 8, 8, 8, 2, 0, 0, 0))
+       + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
+display(Image(data=png))"""
+HOSTILE_OUTPUT = ("from IPython.display import HTML, display\n"
+                  "display(HTML('<img id=\"tracker\" src=\"http://127.0.0.1:9/t.png\">"
+                  "<script>window.pwned = 1</script><b>bold output</b>'))")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Run:
+    project = Project(tmp_path_factory.mktemp("site"))
+    project.write("a ok.ipynb", PNG_CELL, HOSTILE_OUTPUT)
+    nb = project.write("sub/b.ipynb", "print('in a subfolder')")
+    md = nb.read_text(encoding="utf-8").replace(
+        '"cells": [', '"cells": [{"cell_type": "markdown", "id": "md", "metadata": {}, "source": '
+        '"*hi*\\n\\n<script>document.title = \'pwned\'</script><img src=\\"https://example.invalid/x.png\\">"}, ', 1)
+    nb.write_text(md, encoding="utf-8")
+    project.write("z fails #1.ipynb", *[f"print({i})" for i in range(40)], "raise ValueError('broken on purpose')",
+                  *[f"print('not reached', {i})" for i in range(40)])
+    project.write("index.ipynb", "1 + 1")
+    (project.root / "bad.ipynb").write_text("{ not json", encoding="utf-8")
+    run = project.run("run", "--html", "--jobs", "2")
+    assert run.code == 1, run.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, url: str, requests: List[str], **context) -> Page:
+    page = browser.new_context(**context).new_page()
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(url)
+    return page
+
+
+def test_index_lists_failures_first_and_links_to_the_failing_cell(site: Run, browser: Browser) -> None:
+    requests: List[str] = []
+    page = open_page(browser, (site.output_dir / "index.html").as_uri(), requests,
+                     viewport={"width": 1100, "height": 700})
+    rows = page.locator("tbody tr")
+    names = [rows.nth(i).locator("td").nth(1).inner_text().splitlines()[0] for i in range(rows.count())]
+    assert names == ["bad.ipynb", "z fails #1.ipynb", "a ok.ipynb", "index.ipynb", "sub/b.ipynb"]
+    assert "✗ 2 of 5 notebooks did not pass" in page.locator("h1").inner_text()
+    assert "Notebook does not appear to be JSON" in rows.nth(0).inner_text()  # no page, the reason instead
+    assert rows.nth(0).locator("td").nth(1).locator("a").count() == 0
+    assert "cell 41 (code cell 41): ValueError: broken on purpose" in rows.nth(1).inner_text()
+    rows.nth(1).locator("td").nth(1).locator("a").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/z%20fails%20%231.html#failure")
+    anchor = page.locator("#failure")
+    assert "ValueError: broken on purpose" in anchor.inner_text()
+    assert page.evaluate("window.scrollY") > 500  # the browser scrolled down to the failing cell
+    assert 0 <= anchor.evaluate("e => e.getBoundingClientRect().top") < 40
+    assert "raise ValueError" in page.locator("#failure + .jp-Cell").inner_text()
+    page.locator("a", has_text="all notebooks").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/index.html")
+    assert all(url.startswith("file:") for url in requests), requests
+
+
+def test_pages_embed_images_and_run_or_fetch_nothing_a_notebook_holds(site: Run, browser: Browser) -> None:
+    requests: List[str] = []
+    page = open_page(browser, (site.output_dir / "a ok.html").as_uri(), requests)
+    image = page.locator("img[src^='data:image/png;base64,']")
+    assert image.count() == 1 and image.evaluate("e => e.naturalWidth") == 8
+    assert page.locator("b", has_text="bold output").count() == 1  # HTML output kept, sanitized
+    assert page.evaluate("document.scripts.length") == 0 and page.evaluate("window.pwned") is None
+    sub = open_page(browser, (site.output_dir / "sub" / "b.html").as_uri(), requests)
+    assert sub.title() != "pwned" and sub.locator("em", has_text="hi").count() == 1
+    assert "in a subfolder" in sub.inner_text("body")
+    sub.locator("a", has_text=".ipynb").click()  # the executed copy beside the page
+    assert all(url.startswith("file:") for url in requests), requests
+    assert [url for url in requests if url.endswith("/sub/b.ipynb")]
+
+
+def test_index_reads_on_a_phone_in_light_and_dark(site: Run, browser: Browser) -> None:
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        page = open_page(browser, (site.output_dir / "index.html").as_uri(), [],
+                         viewport={"width": 375, "height": 700}, color_scheme=scheme)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+        backgrounds[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert backgrounds == {"light": "rgb(255, 255, 255)", "dark": "rgb(13, 17, 23)"}
+
+
+def test_site_files_sit_beside_the_copies(site: Run) -> None:
+    out = site.output_dir
+    assert (out / "index.ipynb.html").exists()  # a notebook named index never replaces the run's index
+    assert "<table>" in (out / "index.html").read_text(encoding="utf-8")
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*.html")} == {
+        "index.html", "index.ipynb.html", "a ok.html", "sub/b.html", "z fails #1.html"}
+    page = (out / "z fails #1.html").read_text(encoding="utf-8")
+    assert page.count('id="failure"') == 1 and 'class="nbci-time"' in page
+
+
+def test_no_site_without_html(project: Project) -> None:
+    project.write("a.ipynb", "1")
+    run = project.run("run")
+    assert run.code == 0 and not list(run.output_dir.rglob("*.html"))
