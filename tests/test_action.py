@@ -291,7 +291,8 @@ def test_setup_none_uses_the_python_on_path_as_it_is_and_forks_kernels(act):
     assert run.records("upload-artifact") == []  # upload: false
     notices = [e["arg"] for e in run.commands("notice")]
     assert any("does not install tests/act/fixtures/plain/requirements.txt" in n for n in notices)
-    assert run.summary("nbci").startswith("### ✅ nbci: 2 notebooks passed")
+    assert run.summary("nbci").startswith("### ✅ nbci: 2 notebooks passed (1 skipped)")  # .nbci.yml: gpu.ipynb
+    assert run.outputs("nbci")["total"] == "3" and run.outputs("nbci")["failed"] == "0"
     # the notebook printed sys.executable: the prepared environment's Python, not the engine's
     assert run.group("✅ passed where.ipynb").splitlines()[-1] == str(user_env / "bin" / "python")
     # kernel-start: fork forked the kernel registered by the action (its spec has interpreter flags)

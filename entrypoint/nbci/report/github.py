@@ -233,7 +233,7 @@ def _headline(run: RunResult) -> str:
     if run.ok:
         notes = [f"{summary[key]} {key}" for key in ("cached", "skipped") if summary[key]]
         cached = f" ({', '.join(notes)})" if notes else ""
-        head = f"### ✅ nbci: {summary['total']} notebooks passed{cached}"
+        head = f"### ✅ nbci: {summary['passed']} notebooks passed{cached}"  # skipped ones are neither
     else:
         head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
     state = ", cancelled" if run.cancelled else ""

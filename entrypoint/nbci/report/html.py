@@ -231,7 +231,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     failed = summary["failed"]
     icon = "✗" if failed or run.cancelled else "✓"
     headline = (f"{failed} of {summary['total']} notebooks did not pass" if failed
-                else f"{summary['total']} notebooks passed")
+                else f"{summary['passed']} notebooks passed" + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
     counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items()) or "none run"
     when = started.strftime("%Y-%m-%d %H:%M UTC")
     rows = sorted(run.notebooks, key=lambda nb: (nb.ok, nb.path))
