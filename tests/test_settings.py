@@ -37,7 +37,7 @@ notebooks:
     assert not (run.output_dir / "gpu" / "train.ipynb").exists()
     assert run.executed("sub/where.ipynb").cells[0].outputs[0]["text"] == f"{project.root.resolve()}\n"
     assert run.executed("sub/here.ipynb").cells[0].outputs[0]["text"] == f"{(project.root / 'sub').resolve()}\n"
-    assert "SKIPPED          gpu/train.ipynb (skipped: needs a GPU)" in run.stdout
+    assert "SKIPPED          gpu/train.ipynb (needs a GPU)" in run.stdout
     summary = run.results["summary"]
     assert summary["skipped"] == 1 and summary["passed"] == 2 and summary["failed"] == 1
     junit = (run.output_dir / "junit.xml").read_text(encoding="utf-8")

@@ -43,9 +43,9 @@ def tail(lines: list, limit: int) -> list:
 
 
 def not_run_note(result: "NotebookResult") -> str:
-    """Why a notebook has no run of its own here: ``skipped: needs a GPU``, a cached note; else empty."""
+    """Why a notebook has no run of its own here: a skip's reason, a cached note; else empty."""
     if result.skip_reason:
-        return f"skipped: {result.skip_reason}"
+        return result.skip_reason
     return cached_note(result)
 
 
