@@ -2,7 +2,7 @@
 
 One process can drive only so many kernels before its own CPU (message handling, executed copies)
 is what they wait for. With more jobs than that, the coordinating process starts helpers (``python
--m nbci.helpers``), each running a ``schedule.Runner`` for its group of workers, and keeps each fed
+-m nbci.helpers``), each running a ``runner.Runner`` for its group of workers, and keeps each fed
 from the one ordered queue; results come back to the coordinator, which alone reports and writes
 results.json.
 
@@ -39,7 +39,7 @@ from nbci.config import Config
 from nbci.kernels import without_runner_files
 from nbci.report.workflow_commands import one_line
 from nbci.results import CRASHED, CellError, NotebookResult
-from nbci.schedule import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu
+from nbci.runner import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu
 
 LINE_LIMIT = 1 << 26  # bytes of one message: results are bounded well below this
 CANCEL_GRACE = 10.0  # seconds a cancelled helper may take to report and exit before it is killed

@@ -1,113 +1,34 @@
-"""Run many notebooks: longest expected first, ``jobs`` at a time, kernels started ahead of need.
+"""Schedule a run: longest expected first, ``jobs`` at a time, on this process or helper processes.
 
 ``Scheduler`` is the run as the coordinating process sees it: it orders the jobs and hands them to
-one ``Runner`` in this process (one job) or to helper processes (``nbci.helpers``), each running a
-``Runner`` for a group of workers, and collects every result for the reporters. A ``Runner`` owns
-what happens around one execution: the monitor (peak memory, ``--memory-limit``,
-``--notebook-timeout``, heartbeat lines), transient-failure retries, the executed copy, the
-execution cache, and cancellation.
+one ``runner.Runner`` in this process (one job) or to helper processes (``nbci.helpers``), each
+running a ``Runner`` for a group of workers, and collects every result for the reporters.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import copy
-import itertools
 import math
 import os
-import re
 import sys
 import time
-from pathlib import Path
-from dataclasses import asdict, dataclass, field
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
-import nbformat
-from nbformat import NotebookNode
-
-from nbci import results as st
-from nbci.cache import Entry, ExecutionCache
 from nbci.config import Config
-from nbci.execute import (
-    InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
-    write_notebook,
-)
-from nbci.files import UnsafePath, inside, read_notebook_bytes
-from nbci.locate import failure_line, json_error_line
-from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
-from nbci.parameters import NotPython, inject
 from nbci.report import Reporter
-from nbci.report.github import notebook_log
-from nbci.results import CellError, NotebookResult, RunResult
-from nbci.settings import NotebookSettings, settings_for
-from nbci.text_notebooks import copy_name, is_text_path
+from nbci.results import NotebookResult, RunResult
+from nbci.runner import Job, Runner, Sink, engine_cpu, execution_cache
 
-MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
-# Kernels being started or waiting, per worker. A start takes ~0.45 s of wall time (about half of
-# it jupyter_client's fixed wait for IOPub to go quiet) while a small notebook runs in ~0.1 s, so one
-# kernel ahead per worker leaves workers waiting; two keep them busy at ~50 MiB per idle kernel.
-PREFETCH_PER_WORKER = 2
-SAMPLE_INTERVAL = 0.25  # seconds between memory samples of a running kernel
 # One process drives about this many workers before its own CPU (message handling, copies) is what
 # the kernels wait for; more jobs than that are spread over helper processes.
 WORKERS_PER_HELPER = 4
-
-
-@dataclass
-class Job:
-    """One notebook to run: its place in discovery order, its path and expected duration."""
-
-    index: int
-    path: str  # relative to the root, "/" separated
-    expected: float = 0.0
-
-
-@dataclass
-class Prepared:
-    """A job's notebook, read (or why it could not be), and the kernel it asks for."""
-
-    job: Job
-    nb: Optional[NotebookNode] = None
-    invalid: Optional[str] = None
-    request: Optional[KernelRequest] = None
-    warnings: List[str] = field(default_factory=list)
-    settings: NotebookSettings = field(default_factory=NotebookSettings)
-    text: str = ""  # the file as read, to find a failure's line in it
-    text_sources: Optional[List[str]] = None  # a text notebook's cell sources, as read
-    injected_at: Optional[int] = None  # the index of the injected parameters cell
-    cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
-    cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
-    reads: Optional[List[str]] = None  # what the last attempt's kernel read, when recorded for the cache
 
 
 def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
     """Jobs sorted longest expected first (ties by path), so the run does not end on a straggler."""
     jobs = [Job(i, path, expected.get(path, 0.0)) for i, path in enumerate(paths)]
     return sorted(jobs, key=lambda job: (-job.expected, job.path))
-
-
-def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
-    """Whether a failure looks transient: kernel death (not ``--memory-limit``: that repeats), a failed
-    start, or an error matching ``retry_on``."""
-    if result.status == st.CRASHED:
-        return not (result.error and result.error.ename == MEMORY_LIMIT)
-    if result.status == st.STARTUP_FAILED:
-        return True
-    if result.status == st.FAILED and retry_on and result.error:
-        return re.search(retry_on, f"{result.error.ename}: {result.error.evalue}") is not None
-    return False
-
-
-class Sink:
-    """Where a ``Runner`` sends what happens: the reporters (in this process) or a helper's channel."""
-
-    def started(self, job: Job) -> None: ...
-
-    def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
-                  rss: Optional[int]) -> None: ...
-
-    def finished(self, job: Job, result: NotebookResult, log: str) -> None: ...
 
 
 @dataclass
@@ -209,274 +130,6 @@ def helper_sizes_of(jobs: int, helpers: int) -> List[int]:
     return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)] if count else []
 
 
-@dataclass
-class Runner:
-    """Runs the jobs it is given, ``workers`` at a time, in this process; tells ``sink`` as it goes."""
-
-    config: Config
-    sink: Sink
-    workers: int
-    launcher: KernelLauncher = field(init=False)
-    pool: KernelPool = field(init=False)
-    cancelled: bool = False
-
-    def __post_init__(self) -> None:
-        self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
-        self.pool = KernelPool(self.launcher)
-        self.cache = execution_cache(self.config)
-        self.queue: Deque[Job] = collections.deque()
-        self.closed = False  # no more jobs will be added
-        self._arrived: Optional[asyncio.Event] = None
-        self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
-
-    def add(self, jobs: Iterable[Job]) -> None:
-        """Queue more jobs, in the order given."""
-        self.queue.extend(jobs)
-        self._wake()
-
-    def close(self) -> None:
-        """No more jobs will come: workers end when the queue is empty."""
-        self.closed = True
-        self._wake()
-
-    def cancel(self, signum: Optional[int] = None) -> None:
-        """Stop taking notebooks and kill every kernel now (signal-handler safe)."""
-        self.cancelled = True
-        self.launcher.kill_all()
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._arrived is not None:
-            self._arrived.set()
-
-    async def run(self) -> None:
-        """Run until the queue is empty and closed, or cancelled; kernels and helpers cleaned up."""
-        self._arrived = asyncio.Event()
-        try:
-            await asyncio.gather(*(self._worker() for _ in range(self.workers)))
-        finally:
-            for task in self._prepared.values():
-                task.cancel()
-            await self.pool.drain()
-            self.launcher.close()
-
-    async def _next(self) -> Optional[Job]:
-        """The next job, waiting for one to be added; None when closed and empty, or cancelled."""
-        while not self.queue and not self.closed and not self.cancelled:
-            self._arrived.clear()
-            await self._arrived.wait()
-        return self.queue.popleft() if self.queue and not self.cancelled else None
-
-    async def _worker(self) -> None:
-        while True:
-            job = await self._next()
-            if job is None:
-                return
-            self._prefetch(itertools.islice(self.queue, PREFETCH_PER_WORKER * self.workers))
-            await self._run_with_retries(job)
-
-    def _prepare(self, job: Job) -> "asyncio.Future[Prepared]":
-        """The job's notebook being read (once, off the event loop), then its kernel being started."""
-        if job.index not in self._prepared:
-            self._prepared[job.index] = asyncio.ensure_future(self._read(job))
-        return self._prepared[job.index]
-
-    async def _read(self, job: Job) -> Prepared:
-        config = self.config
-        prepared = Prepared(job, settings=settings_for(config.notebook_defaults, config.rules, job.path,
-                                                        config.parameters))
-        if prepared.settings.skip:
-            return prepared
-        try:
-            source = await asyncio.get_running_loop().run_in_executor(None, read_notebook, config.root, job.path)
-            prepared.nb, prepared.warnings, prepared.text = source.nb, source.warnings, source.text
-            if source.from_text:
-                prepared.text_sources = [cell.get("source", "") for cell in source.nb.cells]
-            prepared.injected_at = inject(prepared.nb, prepared.settings.parameters)
-            cwd = kernel_cwd(config.root, job.path, prepared.settings.cwd)
-        except (InvalidNotebook, NotPython) as exc:
-            prepared.invalid = str(exc)
-            return prepared
-        prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
-        if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
-            prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name,
-                                                asdict(prepared.settings))
-            prepared.cached, warning = self.cache.lookup(prepared.cache_key)
-            prepared.warnings += [warning] if warning else []
-            if prepared.cached is not None:
-                return prepared  # no kernel needed
-        if not self.cancelled:
-            self.pool.prefetch((job.index, 1), prepared.request)
-        return prepared
-
-    def _prefetch(self, upcoming: Iterable[Job]) -> None:
-        for job in upcoming:
-            self._prepare(job)
-
-    async def _run_with_retries(self, job: Job) -> None:
-        prepared = await self._prepare(job)
-        del self._prepared[job.index]
-        self.sink.started(job)
-        nb: Optional[NotebookNode] = None
-        if prepared.settings.skip:
-            result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
-        elif prepared.invalid is not None:
-            result = invalid_result(job.path, prepared.invalid)
-            result.error.line = invalid_line(self.config.root, job.path)
-        elif prepared.cached is not None:
-            result, nb = self._reuse(job, prepared.cached)
-        else:
-            result, nb = await self._attempts(prepared)
-            result.warnings = prepared.warnings + result.warnings
-            if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
-        if prepared.settings.parameters and not prepared.settings.skip:
-            result.parameters = dict(prepared.settings.parameters)
-        self.sink.finished(job, result, notebook_log(result, nb) if self.config.github else "")
-
-    def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
-        """The result a cache entry stands for, its executed copy written as a run would write it."""
-        nb = nbformat.from_dict(entry.notebook)
-        result = NotebookResult(job.path, st.CACHED, kernel=entry.result.get("kernel"),
-                                peak_rss=entry.result.get("peak_rss"), cached_from=entry.origin())
-        self._write_copy(job, nb, result)
-        return result, nb
-
-    def _keep(self, prepared: Prepared, result: NotebookResult, nb: NotebookNode) -> None:
-        """Store a passed notebook in the execution cache when its reads were recorded."""
-        if prepared.reads is None or prepared.cache_key is None or self.cache is None:
-            return
-        try:
-            self.cache.store(prepared.cache_key, result.to_json(), nb, self.cache.relative_reads(prepared.reads))
-        except OSError as exc:
-            result.warnings.append(f"not kept in the execution cache: {exc.strerror or exc}")
-
-    async def _attempts(self, prepared: Prepared) -> Tuple[NotebookResult, NotebookNode]:
-        """Run until passed, or the failure is not transient, or ``--retries`` are used up."""
-        attempt = 0
-        while True:
-            attempt += 1
-            nb = copy.deepcopy(prepared.nb) if prepared.settings.retries else prepared.nb
-            result = await self._attempt(prepared, nb, attempt)
-            if result.error is not None:
-                result.error.line = failure_line(prepared.text, result.error, prepared.text_sources,
-                                                 prepared.injected_at)
-            if result.ok or self.cancelled or attempt > prepared.settings.retries \
-                    or not is_transient(result, self.config.retry_on):
-                break
-        if attempt > 1 and result.status == st.PASSED:
-            result.status = st.FLAKY
-        return result, nb
-
-    async def _attempt(self, prepared: Prepared, nb: NotebookNode, attempt: int) -> NotebookResult:
-        job, request = prepared.job, prepared.request
-        watch = Watch()
-        try:
-            kernel = await self.pool.acquire((job.index, attempt), request)
-        except KernelStartError as exc:
-            result = NotebookResult(job.path, st.STARTUP_FAILED, kernel=request.name,
-                                    error=CellError("KernelStartError", str(exc)))
-        else:
-            watch.started = time.monotonic()  # a notebook's own time (and its limit) starts with its kernel ready
-            monitor = asyncio.ensure_future(self._monitor(job, kernel, watch, prepared.settings.notebook_timeout))
-            try:
-                status, error = await execute(nb, kernel, request.cwd, prepared.settings.timeout,
-                                              prepared.settings.allow_errors, watch, lambda: self.cancelled,
-                                              self.config.root if self.cache is not None else None)
-                prepared.reads = watch.reads
-            finally:
-                monitor.cancel()
-                self.pool.release(kernel)
-            result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
-                                    kernel_output=kernel.output.text() if kernel.output else "",
-                                    stopped_at=watch.stopped_at)
-        result.duration = round(watch.elapsed, 3)
-        result.attempts = attempt
-        self._write_copy(job, nb, result)
-        return result
-
-    def _write_copy(self, job: Job, nb: NotebookNode, result: NotebookResult) -> None:
-        """Write the executed (or partial) copy and set ``result.output_path`` (relative to the root when
-        inside). A copy that cannot be written fails a passed notebook; the run goes on either way."""
-        nb.metadata["nbci"] = {"status": result.status, "duration": result.duration, "stopped_at": result.stopped_at,
-                               "error": asdict(result.error) if result.error else None}
-        if self.config.inplace and not is_text_path(job.path):
-            target = Path(os.path.realpath(self.config.root / job.path))  # read from there: inside the root
-            base = target.parent
-        else:  # a text notebook's copy always goes to the output folder: its source stays text
-            target, base = self.config.output_dir / copy_name(job.path), self.config.output_dir
-        try:
-            write_notebook(nb, target, base)
-        except OSError as exc:
-            reason = f"could not write the executed copy {target}: {exc.strerror or exc}"
-            if result.ok:
-                result.status, result.error = st.FAILED, CellError("OutputWriteError", reason)
-            else:
-                result.warnings.append(reason)
-            return
-        try:
-            result.output_path = target.relative_to(self.config.root).as_posix()
-        except ValueError:
-            result.output_path = str(target)
-
-    async def _monitor(self, job: Job, kernel: Kernel, watch: Watch, notebook_timeout: Optional[float]) -> None:
-        """Sample memory, enforce the memory and notebook limits, and report a heartbeat."""
-        config = self.config
-        next_beat = config.heartbeat or math.inf  # None: no heartbeat lines
-        while True:
-            rss = kernel.tree_rss()
-            if rss is not None:
-                watch.peak_rss = max(watch.peak_rss or 0, rss)
-            if config.memory_limit and rss and rss > config.memory_limit and not watch.kill_reason:
-                watch.kill_reason = (st.CRASHED, MEMORY_LIMIT, f"the kernel used {rss / 2**20:.0f} MiB, over --memory-limit "
-                                     f"{config.memory_limit / 2**20:.0f} MiB, and was killed")
-                kernel.kill_tree()
-            if notebook_timeout and watch.elapsed > notebook_timeout and not watch.kill_reason:
-                watch.kill_reason = (st.NOTEBOOK_TIMEOUT, "NotebookTimeout",
-                                     f"the notebook ran longer than --notebook-timeout {notebook_timeout:g} s")
-                kernel.kill_tree()
-            if watch.elapsed >= next_beat:
-                next_beat += config.heartbeat
-                self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
-            await asyncio.sleep(SAMPLE_INTERVAL)
-
-
-
-def invalid_line(root: Path, path: str) -> Optional[int]:
-    """Where an unreadable ``.ipynb`` stops being JSON, when it is readable text at all."""
-    if is_text_path(path):
-        return None
-    try:
-        return json_error_line(read_notebook_bytes(root, path).decode("utf-8"))
-    except (OSError, UnsafePath, UnicodeDecodeError):
-        return None
-
-
-def kernel_cwd(root: Path, path: str, cwd: str) -> Path:
-    """The folder a notebook's kernel starts in, by ``--cwd``/``cwd:``; ``InvalidNotebook`` when missing."""
-    if cwd == "notebook":
-        return (root / path).parent
-    folder = root if cwd == "root" else root / cwd
-    if not folder.is_dir() or not inside(folder.resolve(), root):
-        raise InvalidNotebook(f"cwd {cwd} is not a folder inside the working directory: create it or change cwd")
-    return folder
-
-
-def execution_cache(config: Config) -> Optional[ExecutionCache]:
-    """The run's execution cache, or None when it is off."""
-    if not config.caching or config.cache_dir is None:
-        return None
-    options = {"timeout": config.timeout, "notebook_timeout": config.notebook_timeout,
-               "allow_errors": config.allow_errors, "memory_limit": config.memory_limit}
-    return ExecutionCache(config.cache_dir, config.root, config.cache_max_age, list(config.cache_inputs), options)
-
-
-def engine_cpu() -> float:
-    """CPU seconds (user + system) this process has used, its threads included, its children not."""
-    times = os.times()
-    return times.user + times.system
-
-
 def engine_peak_rss() -> Optional[int]:
     """This process's peak resident memory in bytes; None where the platform does not say."""
     try:
@@ -487,6 +140,3 @@ def engine_peak_rss() -> Optional[int]:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
 
 
-def first_line(source: str) -> str:
-    stripped = source.strip()
-    return stripped.splitlines()[0] if stripped else ""
