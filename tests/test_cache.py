@@ -85,6 +85,16 @@ def test_declared_inputs_and_dependency_files_join_every_key(repo: Project) -> N
     assert set(statuses(cached_run(repo, "--cache-inputs", "*.toml")).values()) == {"cached"}
 
 
+def test_declared_inputs_outside_the_repository_are_never_read(repo: Project, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.toml"
+    outside.write_text("token = 1\n")
+    (repo.root / "link.toml").symlink_to(outside)
+    patterns = ["--cache-inputs", "*.toml", "--cache-inputs", "../*.toml"]
+    cached_run(repo, *patterns)
+    outside.write_text("token = 2\n")  # neither through the link nor through ..: the key stays
+    assert set(statuses(cached_run(repo, *patterns)).values()) == {"cached"}
+
+
 def test_a_package_installed_in_the_kernels_environment_reruns_everything(repo: Project, tmp_path: Path) -> None:
     site = tmp_path / "extra-site"
     site.mkdir()

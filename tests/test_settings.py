@@ -86,6 +86,8 @@ def test_config_option_names_another_file(project: Project) -> None:
     ("notebooks: {glob: a}\n", ".nbci.yml:1: notebooks must be a list"),
     ("defaults:\n  junit: /tmp/elsewhere.xml\n", ".nbci.yml:2: junit cannot be set in the settings file"),
     ("defaults:\n  output-dir: ../out\n", ".nbci.yml:2: output-dir cannot be set in the settings file"),
+    ("defaults:\n  retry-on: (a+)+$\n", ".nbci.yml:2: retry-on cannot be set in the settings file"),
+    ("notebooks:\n  - glob: a.ipynb\n    parameters: {'x = 1; y': 2}\n", "parameter name 'x = 1; y' is not a Python variable name"),
 ])
 def test_a_bad_settings_file_is_one_line_with_its_line_number(project: Project, text: str, message: str) -> None:
     project.write("a.ipynb", "1")

@@ -182,13 +182,16 @@ class ExecutionCache:
             return self._folder_hashes[folder]
 
     def inputs_hash(self) -> Optional[str]:
-        """One hash over the files ``--cache-inputs`` names (None when none are declared)."""
+        """One hash over the files ``--cache-inputs`` names inside the root, links resolved (None when
+        none are declared); a file outside the root is never read."""
         if not self.inputs:
             return None
         with self._lock:
             if self._inputs_hash is None:
                 digest = hashlib.sha256()
-                for path in sorted({p for pattern in self.inputs for p in self.root.glob(pattern) if p.is_file()}):
+                found = {p for pattern in self.inputs for p in self.root.glob(pattern)
+                         if p.is_file() and inside(Path(os.path.realpath(p)), self.root.resolve())}
+                for path in sorted(found):
                     digest.update(f"{path.relative_to(self.root).as_posix()}\0{file_hash(path)}\0".encode())
                 self._inputs_hash = digest.hexdigest()
             return self._inputs_hash

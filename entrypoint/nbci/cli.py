@@ -30,7 +30,8 @@ from nbci.shard import MAX_SHARDS
 FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "parameters_yaml", "github")
 # Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
 # line, the workflow): the settings file is part of the repository, which a pull request may change.
-FILE_REFUSED = ("output_dir", "junit", "cache_dir", "durations", "inplace", "no_cache", "changed_since", "shard")
+FILE_REFUSED = ("output_dir", "junit", "cache_dir", "durations", "inplace", "no_cache", "changed_since", "shard",
+                "retry_on")  # a regular expression runs in nbci itself, over what notebooks print
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -219,8 +220,8 @@ def apply_file_defaults(run: argparse.ArgumentParser, listing: argparse.Argument
     for dest, (value, at) in settings.defaults.items():
         action = actions.get(dest)
         if dest in FILE_REFUSED:
-            raise ConfigError(f"{at}: {dest.replace('_', '-')} cannot be set in the settings file (it names files "
-                              "or writes over sources): pass it on the command line or as an action input")
+            raise ConfigError(f"{at}: {dest.replace('_', '-')} cannot be set in the settings file (it names files, "
+                              "writes over sources or runs in nbci): pass it on the command line or as an action input")
         if action is None:
             names = ", ".join(sorted(a.option_strings[-1].lstrip("-") for a in actions.values() if a.option_strings))
             raise ConfigError(f"{at}: unknown option {dest.replace('_', '-')!r} in defaults: use one of {names}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Pattern, Tuple
 
 from nbci.errors import ConfigError
-from nbci.parameters import plain_value
+from nbci.parameters import check_name, plain_value
 
 DEFAULT_FILE = ".nbci.yml"
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
@@ -151,9 +151,9 @@ def check_value(key: str, value: Any, at: str) -> Any:
             raise ConfigError(f"{at}: retries must be a whole number, 0 or more, not {value!r}")
         return value
     if key == "parameters":
-        if not isinstance(value, dict) or not all(isinstance(name, str) for name in value):
+        if not isinstance(value, dict):
             raise ConfigError(f"{at}: parameters must be a mapping of names to values, e.g. {{rows: 100}}")
-        return value
+        return {check_name(name, f"{at}: parameters"): item for name, item in value.items()}
     if key == "cwd":
         return check_cwd(value, at)
     if not isinstance(value, str) or not value.strip():  # kernel, skip
