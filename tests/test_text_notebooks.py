@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -92,6 +93,19 @@ def test_globs_pick_up_only_text_files_that_are_notebooks(project: Project) -> N
     assert listed.code == 0, listed.stderr
     assert listed.stdout.strip() == '["md/twin.md", "py/twin.py"]'
     assert project.run("list").stdout.split() == ["twin.ipynb"]  # the default stays **/*.ipynb
+
+
+def test_globbed_text_files_are_read_safely(project: Project, tmp_path) -> None:
+    outside = tmp_path / "outside.py"
+    outside.write_text("# %%\nprint('outside')\n")
+    (project.root / "link.py").symlink_to(outside)
+    os.mkfifo(project.root / "pipe.py")  # sniffing it must not block the run
+    (project.root / "ok.py").write_text("# %%\n1\n", encoding="utf-8")
+    run = project.run("run", "*.py", timeout=120)
+    statuses = {nb["path"]: nb["status"] for nb in run.results["notebooks"]}
+    assert statuses == {"link.py": "invalid", "ok.py": "passed", "pipe.py": "invalid"}
+    assert "outside the working directory" in run.result("link.py")["error"]["evalue"]
+    assert "not a regular file" in run.result("pipe.py")["error"]["evalue"]
 
 
 def test_a_plain_script_named_explicitly_is_invalid_with_the_reason(project: Project) -> None:

@@ -136,7 +136,7 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
     regex = translate_glob(rel)
     start = literal_prefix(rel)
     return [path for path in walk(root, start, include_hidden=is_hidden(rel)) if regex.match(path)
-            and (path.endswith(".ipynb") or looks_like_notebook(root / path))]
+            and (path.endswith(".ipynb") or looks_like_notebook(root, path))]
 
 
 def marked_folder(relpath: str, root: Path) -> Optional[str]:

@@ -37,8 +37,9 @@ def inside(path: Path, root: Path) -> bool:
         return False
 
 
-def read_notebook_bytes(root: Path, relpath: str) -> bytes:
-    """The bytes of ``root/relpath``, a regular file whose real path is inside ``root``; else ``UnsafePath``."""
+def read_notebook_bytes(root: Path, relpath: str, limit: int = MAX_NOTEBOOK_BYTES + 1) -> bytes:
+    """The bytes of ``root/relpath`` (at most ``limit``), a regular file whose real path is inside
+    ``root``; else ``UnsafePath``."""
     real = Path(os.path.realpath(root / relpath))
     if not inside(real, root):
         raise UnsafePath(f"it is a link to {real}, outside the working directory: nbci reads only files inside it")
@@ -53,7 +54,7 @@ def read_notebook_bytes(root: Path, relpath: str) -> bytes:
         if info.st_size > MAX_NOTEBOOK_BYTES:
             raise UnsafePath(f"it is {info.st_size / 2**20:.0f} MiB, over nbci's limit of "
                              f"{MAX_NOTEBOOK_BYTES // 2**20} MiB per notebook: clear its outputs")
-        return handle.read(MAX_NOTEBOOK_BYTES + 1)
+        return handle.read(limit)
 
 
 def ensure_folder(path: Path, base: Path) -> None:

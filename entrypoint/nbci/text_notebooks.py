@@ -14,6 +14,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 
 from nbci.errors import InvalidNotebook
+from nbci.files import UnsafePath, read_notebook_bytes
 
 TEXT_EXTENSIONS = (".py", ".md", ".Rmd", ".qmd")
 SNIFF_BYTES = 64 * 1024  # how much of a file a glob match reads to tell a notebook
@@ -44,14 +45,14 @@ def not_a_notebook(text: str, suffix: str) -> str:
     return f"a {suffix} file with no jupytext header and no {names}: not a notebook (jupytext)"
 
 
-def looks_like_notebook(path: Path) -> bool:
-    """Whether a file a glob matched is a text notebook, from its first ``SNIFF_BYTES``."""
+def looks_like_notebook(root: Path, relpath: str) -> bool:
+    """Whether a file a glob matched is a text notebook, from its first ``SNIFF_BYTES``. One nbci
+    may not read (a link out of the root, a FIFO) counts, so that the run reports it ``invalid``."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES).decode("utf-8", "replace")
-    except OSError:
-        return False
-    return not not_a_notebook(head, path.suffix)
+        head = read_notebook_bytes(root, relpath, SNIFF_BYTES).decode("utf-8", "replace")
+    except UnsafePath:
+        return True
+    return not not_a_notebook(head, Path(relpath).suffix)
 
 
 def read_text_notebook(text: str, suffix: str) -> NotebookNode:
