@@ -142,7 +142,9 @@ def test_without_jupytext_a_text_notebook_says_what_to_install(project: Project,
 @pytest.mark.parametrize("parameters", [False, True])
 def test_ipynb_error_line_is_the_json_line_of_the_failing_source(project: Project, parameters: bool) -> None:
     shutil.copy(NOTEBOOKS / "fails_at_cell_2.ipynb", project.root / "twin.ipynb")
+    (project.root / "broken.ipynb").write_text('{\n "cells": [\n  oops\n', encoding="utf-8")
     run = project.run("run", *(["-p", "rows", "1"] if parameters else []))
     error = run.result("twin.ipynb")["error"]
     assert error["cell_index"] == (3 if parameters else 2)  # in the executed copy, with the injected cell
     assert "assert y == 3" in failing_line(project, "twin.ipynb", error["line"])
+    assert run.result("broken.ipynb")["error"]["line"] == 3  # where its JSON breaks

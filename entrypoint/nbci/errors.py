@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class NbciError(Exception):
     """A usage or configuration problem the user can fix; its message says how."""
@@ -12,7 +14,12 @@ class ConfigError(NbciError):
 
 
 class InvalidNotebook(Exception):
-    """The file is not a notebook nbci can read or run; the message says why (a result, not a usage error)."""
+    """The file is not a notebook nbci can read or run; the message says why (a result, not a usage
+    error), ``line`` where in the file when known."""
+
+    def __init__(self, message: str, line: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class NoNotebooksError(NbciError):

@@ -28,6 +28,7 @@ from nbci.errors import InvalidNotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
+from nbci.locate import json_error_line
 from nbci.results import MESSAGE_CHARS, CellError, NotebookResult
 from nbci.text import clip
 from nbci.text_notebooks import is_text_path, read_text_notebook
@@ -82,7 +83,7 @@ def read_notebook(root: Path, relpath: str) -> SourceNotebook:
         nb = nbformat.convert(nbformat.reader.reads(text), 4)
     except Exception as exc:  # nbformat raises many kinds for broken JSON and structure (RecursionError too)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidNotebook(reason) from None
+        raise InvalidNotebook(reason, line=json_error_line(text)) from None
     try:
         return SourceNotebook(nb, repair(nb), text)
     except InvalidNotebook:

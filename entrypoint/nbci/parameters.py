@@ -34,8 +34,7 @@ def parse_value(name: str, text: str) -> Any:
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"-p {name} {text!r}: not a valid YAML value ({problem}); quote text, "
+        raise ConfigError(f"-p {name} {text!r}: not a valid YAML value ({yaml_problem(exc)[1]}); quote text, "
                           "e.g. -p name \"'a: b'\"") from None
     return plain_value(value)
 
@@ -63,15 +62,20 @@ def parse_mapping(text: str, what: str) -> Dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{what}:{line} not valid YAML ({problem})") from None
+        line, problem = yaml_problem(exc)
+        raise ConfigError(f"{what}:{f' line {line}' if line else ''} not valid YAML ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: must be a YAML mapping of names to values, e.g. 'rows: 100'")
     return {check_name(name, what): plain_value(value) for name, value in data.items()}
+
+
+def yaml_problem(exc: Exception) -> Tuple[Optional[int], str]:
+    """The 1-based line (when known) and the one-line problem of a PyYAML error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return (mark.line + 1 if mark is not None else None), problem
 
 
 def check_name(name: Any, what: str) -> str:

@@ -32,8 +32,8 @@ from nbci.execute import (
     InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
-from nbci.files import UnsafePath, inside, read_notebook_bytes
-from nbci.locate import failure_line, json_error_line
+from nbci.files import inside
+from nbci.locate import failure_line
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
 from nbci.parameters import NotPython, inject
 from nbci.report.github import notebook_log
@@ -75,7 +75,7 @@ class Prepared:
 
     job: Job
     nb: Optional[NotebookNode] = None
-    invalid: Optional[str] = None
+    invalid: Optional[InvalidNotebook] = None
     request: Optional[KernelRequest] = None
     warnings: List[str] = field(default_factory=list)
     settings: NotebookSettings = field(default_factory=NotebookSettings)
@@ -185,7 +185,7 @@ class Runner:
             prepared.injected_at = inject(prepared.nb, prepared.settings.parameters)
             cwd = kernel_cwd(config.root, job.path, prepared.settings.cwd)
         except (InvalidNotebook, NotPython) as exc:
-            prepared.invalid = str(exc)
+            prepared.invalid = exc if isinstance(exc, InvalidNotebook) else InvalidNotebook(str(exc))
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
         if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
@@ -211,8 +211,8 @@ class Runner:
         if prepared.settings.skip:
             result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
         elif prepared.invalid is not None:
-            result = invalid_result(job.path, prepared.invalid)
-            result.error.line = invalid_line(self.config.root, job.path)
+            result = invalid_result(job.path, str(prepared.invalid))
+            result.error.line = prepared.invalid.line
         elif prepared.cached is not None:
             result, nb = self._reuse(job, prepared.cached)
         else:
@@ -330,16 +330,6 @@ class Runner:
                 self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
-
-
-def invalid_line(root: Path, path: str) -> Optional[int]:
-    """Where an unreadable ``.ipynb`` stops being JSON, when it is readable text at all."""
-    if is_text_path(path):
-        return None
-    try:
-        return json_error_line(read_notebook_bytes(root, path).decode("utf-8"))
-    except (OSError, UnsafePath, UnicodeDecodeError):
-        return None
 
 
 def kernel_cwd(root: Path, path: str, cwd: str) -> Path:

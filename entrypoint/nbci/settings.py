@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Pattern, Tuple
 
 from nbci.errors import ConfigError
-from nbci.parameters import check_name, plain_value
+from nbci.parameters import check_name, plain_value, yaml_problem
 
 DEFAULT_FILE = ".nbci.yml"
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
@@ -91,10 +91,8 @@ def load_settings(path: Path) -> SettingsFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{line}: not valid YAML ({problem}): fix the file's syntax") from None
+        line, problem = yaml_problem(exc)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: not valid YAML ({problem}): fix the file's syntax") from None
     settings = SettingsFile(path)
     if node is None:
         return settings
