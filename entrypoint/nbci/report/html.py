@@ -113,18 +113,15 @@ class HtmlReporter(Reporter):
 
     def notebook_finished(self, result: NotebookResult, log: str) -> None:
         copy = copy_path(self.config, result)
-        if copy is None:
+        if copy is None or self._pool is None:
             return
         target = page_path(self.config, result.path)
         failure = failure_text(result)
-        page = Page(str(copy), str(target), str(self.config.output_dir), failing_cell=result.error.cell_index if result.error else None,
-                    failure=failure, banner={
-                        "status": f"{mark(result.status)} {result.status}", "path": result.path,
-                        "bad": not result.ok, "failure": failure,
-                        "index_href": href(self.config.output_dir / INDEX, target.parent),
-                        "ipynb_href": href(copy, target.parent)})
-        if self._pool is None:
-            return
+        banner = {"status": f"{mark(result.status)} {result.status}", "path": result.path, "bad": not result.ok,
+                  "failure": failure, "index_href": href(self.config.output_dir / INDEX, target.parent),
+                  "ipynb_href": href(copy, target.parent)}
+        page = Page(str(copy), str(target), str(self.config.output_dir), banner,
+                    result.error.cell_index if result.error else None, failure)
         self._pending[result.path] = self._pool.apply_async(render_page, (page,))
 
     def run_finished(self, run: RunResult, config: Config) -> None:
