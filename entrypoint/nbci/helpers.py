@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import ctypes
 import json
 import os
 import pickle
@@ -36,7 +35,7 @@ from typing import Deque, Dict, List, Optional, Set
 
 from nbci import INSTALL_FOLDER
 from nbci.config import Config
-from nbci.kernels import without_runner_files
+from nbci.kernels import prctl, without_runner_files
 from nbci.report.workflow_commands import one_line
 from nbci.results import CRASHED, CellError, NotebookResult
 from nbci.runner import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu
@@ -254,11 +253,7 @@ async def serve(sink: ChannelSink) -> None:
 
 def die_with_parent(parent: int) -> None:
     """Get SIGTERM when the coordinator dies (Linux); exit now if it already has."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         sys.exit(1)
 

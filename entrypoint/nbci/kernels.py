@@ -61,14 +61,19 @@ def kernel_environment(environ: Mapping[str, str], tag: str) -> Dict[str, str]:
     return {**without_runner_files(environ), TAG_VARIABLE: tag}
 
 
-def become_subreaper() -> bool:
-    """Make orphaned descendants re-parent to this process (Linux); False where that is impossible."""
+def prctl(option: int, value: int) -> bool:
+    """Linux's ``prctl(option, value)`` for this process; False where it failed or does not exist."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process (Linux); False where that is impossible."""
+    return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def child_pids(pid: int) -> List[int]:

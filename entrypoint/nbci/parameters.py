@@ -17,13 +17,13 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 import nbformat
 from nbformat import NotebookNode
 
-from nbci.errors import ConfigError
+from nbci.errors import ConfigError, InvalidNotebook
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 
 
-class NotPython(Exception):
+class NotPython(InvalidNotebook):
     """The notebook's language is not Python, so parameters cannot be written into it."""
 
 

@@ -35,7 +35,7 @@ from nbci.execute import (
 from nbci.files import inside
 from nbci.locate import failure_line
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
-from nbci.parameters import NotPython, inject
+from nbci.parameters import inject
 from nbci.report.github import notebook_log
 from nbci.results import CellError, NotebookResult
 from nbci.settings import NotebookSettings, settings_for
@@ -184,8 +184,8 @@ class Runner:
                 prepared.text_sources = [cell.get("source", "") for cell in source.nb.cells]
             prepared.injected_at = inject(prepared.nb, prepared.settings.parameters)
             cwd = kernel_cwd(config.root, job.path, prepared.settings.cwd)
-        except (InvalidNotebook, NotPython) as exc:
-            prepared.invalid = exc if isinstance(exc, InvalidNotebook) else InvalidNotebook(str(exc))
+        except InvalidNotebook as exc:  # unreadable, another language for parameters, or no cwd
+            prepared.invalid = exc
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
         if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
@@ -248,14 +248,13 @@ class Runner:
             attempt += 1
             nb = copy.deepcopy(prepared.nb) if prepared.settings.retries else prepared.nb
             result = await self._attempt(prepared, nb, attempt)
-            if result.error is not None:
-                result.error.line = failure_line(prepared.text, result.error, prepared.text_sources,
-                                                 prepared.injected_at)
             if result.ok or self.cancelled or attempt > prepared.settings.retries \
                     or not is_transient(result, self.config.retry_on):
                 break
         if attempt > 1 and result.status == st.PASSED:
             result.status = st.FLAKY
+        if result.error is not None:
+            result.error.line = failure_line(prepared.text, result.error, prepared.text_sources, prepared.injected_at)
         return result, nb
 
     async def _attempt(self, prepared: Prepared, nb: NotebookNode, attempt: int) -> NotebookResult:
@@ -329,7 +328,6 @@ class Runner:
                 next_beat += config.heartbeat
                 self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
-
 
 
 def kernel_cwd(root: Path, path: str, cwd: str) -> Path:

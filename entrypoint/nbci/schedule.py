@@ -59,7 +59,11 @@ def helper_sizes(jobs: int) -> List[int]:
     even as possible."""
     if jobs <= 1 or os.name == "nt":
         return []
-    count = math.ceil(jobs / WORKERS_PER_HELPER)
+    return even_split(jobs, math.ceil(jobs / WORKERS_PER_HELPER))
+
+
+def even_split(jobs: int, count: int) -> List[int]:
+    """``jobs`` workers in ``count`` groups whose sizes differ by at most one."""
     return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)]
 
 
@@ -126,8 +130,7 @@ class Scheduler:
 
 def helper_sizes_of(jobs: int, helpers: int) -> List[int]:
     """Workers per helper when ``--helpers`` fixes their number (0: every job in this process)."""
-    count = min(helpers, jobs)
-    return [jobs // count + (1 if i < jobs % count else 0) for i in range(count)] if count else []
+    return even_split(jobs, min(helpers, jobs))
 
 
 def engine_peak_rss() -> Optional[int]:
