@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, NoReturn, Optional, Sequence
+from typing import Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
 from nbci.cache import parse_age
@@ -27,6 +27,7 @@ from nbci.pipeline import EXIT_INTERNAL, EXIT_USAGE, list_notebooks, run_noteboo
 from nbci.report.workflow_commands import one_line
 from nbci.shard import MAX_SHARDS
 
+LIST_OPTIONS = ("notebooks", "exclude", "cache_inputs")  # repeatable: a list of items, split like the action's inputs
 FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "parameters_yaml", "github")
 # Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
 # line, the workflow): the settings file is part of the repository, which a pull request may change.
@@ -232,19 +233,24 @@ def apply_file_defaults(run: argparse.ArgumentParser, listing: argparse.Argument
 
 
 def file_value(action: argparse.Action, value: object, at: str) -> object:
-    """A settings-file value in the option's own type (lists for the repeatable ones)."""
-    name = action.dest.replace("_", "-")
-    if action.dest in ("notebooks", "exclude", "cache_inputs"):
-        items = value if isinstance(value, list) else split_list(str(value))
-        return [str(item) for item in items]
+    """A settings-file value in the option's own type (a YAML list for the repeatable ones)."""
+    if action.dest in LIST_OPTIONS and isinstance(value, list):
+        return [str(item) for item in value]
     text = str(value).lower() if isinstance(value, bool) else str(value)
+    return option_value(action, text, f"{at}: defaults {action.dest.replace('_', '-')}")
+
+
+def option_value(action: argparse.Action, raw: str, label: str) -> object:
+    """``raw`` converted like the option on the command line; ``ConfigError`` starting with ``label``."""
+    if action.dest in LIST_OPTIONS:
+        return split_list(raw)
     try:
-        converted = (action.type or str)(text)
+        value = (action.type or str)(raw)
     except (argparse.ArgumentTypeError, ValueError) as exc:
-        raise ConfigError(f"{at}: defaults {name}: {exc}") from None
-    if action.choices and converted not in action.choices:
-        raise ConfigError(f"{at}: defaults {name}: choose one of {', '.join(action.choices)}")
-    return converted
+        raise ConfigError(f"{label}: {exc}") from None
+    if action.choices and value not in action.choices:
+        raise ConfigError(f"{label}: choose one of {', '.join(action.choices)}")
+    return value
 
 
 def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
@@ -254,17 +260,7 @@ def apply_env_defaults(parser: argparse.ArgumentParser, environ: Mapping[str, st
         raw = values.get(action.dest)
         if raw is None or action.dest in ("help", "version", "parameter"):
             continue
-        if action.dest in ("notebooks", "exclude", "cache_inputs"):
-            parser.set_defaults(**{action.dest: split_list(raw)})
-            continue
-        convert: Callable = action.type or str
-        try:
-            value = convert(raw)
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            raise ConfigError(f"NBCI_{action.dest.upper()}={raw!r}: {exc}") from None
-        if action.choices and value not in action.choices:
-            raise ConfigError(f"NBCI_{action.dest.upper()}={raw!r}: choose one of {', '.join(action.choices)}")
-        parser.set_defaults(**{action.dest: value})
+        parser.set_defaults(**{action.dest: option_value(action, raw, f"NBCI_{action.dest.upper()}={raw!r}")})
 
 
 def make_config(args: argparse.Namespace, environ: Mapping[str, str], settings: Optional[SettingsFile] = None) -> Config:

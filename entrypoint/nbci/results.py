@@ -54,6 +54,11 @@ class CellError:
     line: Optional[int] = None  # 1-based line in the notebook's own file (.ipynb JSON, or a text notebook's line)
 
     @property
+    def message(self) -> str:
+        """``ename: evalue``, or the ename alone when there is no value."""
+        return f"{self.ename}: {self.evalue}" if self.evalue else self.ename
+
+    @property
     def cell_name(self) -> Optional[str]:
         """The cell as people name it: ``cell 39 (code cell 18)``, 1-based, or None when none ran."""
         if self.cell_index is None:

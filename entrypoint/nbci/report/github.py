@@ -131,7 +131,7 @@ def failure_message(result: NotebookResult) -> str:
         return f"{result.path}: {result.status}"
     if result.status == "invalid":
         return _clip(error.evalue or error.ename, MESSAGE_CHARS)
-    return _clip(f"{error.ename}: {error.evalue}" if error.evalue else error.ename, MESSAGE_CHARS)
+    return _clip(error.message, MESSAGE_CHARS)
 
 
 def repo_path(path: Path, workspace: Optional[Path]) -> str:

@@ -73,8 +73,7 @@ def failure_text(result: NotebookResult) -> Optional[str]:
     if error is None:
         return None
     where = f"{error.cell_name}: " if error.cell_name else ""
-    message = f"{error.ename}: {error.evalue}" if error.evalue else error.ename
-    return clip(f"{where}{message}".replace("\n", " "), 300)
+    return clip(f"{where}{error.message}".replace("\n", " "), 300)
 
 
 def copy_path(config: Config, result: NotebookResult) -> Optional[Path]:

@@ -38,7 +38,7 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
         if result.status in OK_STATUSES:
             continue
         error = result.error
-        message = (f"{error.ename}: {error.evalue}" if error.evalue else error.ename) if error else result.status
+        message = error.message if error else result.status
         failure = ET.SubElement(case, "failure", message=xml_text(message[:1000]), type=result.status)
         failure.text = xml_text("\n".join(error.traceback) if error and error.traceback else message)
         if error and error.source:
