@@ -171,6 +171,15 @@ def test_summary_lists_failures_first_with_source_and_traceback_tail(tmp_path: P
     assert "earlier lines cut" in text
 
 
+def test_a_skip_reason_is_shown_only_as_text(tmp_path: Path):
+    reporter, _ = make_reporter(tmp_path)
+    skipped = NotebookResult("gpu.ipynb", "skipped", skip_reason="a | b <img src=x> **bold**\n## heading")
+    reporter.run_finished(RunResult([skipped, result("ok.ipynb", status="passed")]), Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "| ⏭️ skipped | `gpu.ipynb` | not run: `a \\| b <img src=x> **bold** ## heading` |" in text
+    assert "\n## heading" not in text
+
+
 def test_summary_of_a_passing_run(tmp_path: Path):
     reporter, _ = make_reporter(tmp_path)
     reporter.run_finished(RunResult([result("ok.ipynb", status="passed")], duration=1), Config(root=tmp_path))

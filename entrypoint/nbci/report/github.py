@@ -243,7 +243,7 @@ def _headline(run: RunResult) -> str:
 def _row(result: NotebookResult) -> str:
     status = f"{STATUS_ICONS.get(result.status, '')} {result.status}".strip()
     note = not_run_note(result)
-    timing = f"not run: {_clip(note, 200)}" if note else f"{result.duration:.1f} s"
+    timing = f"not run: {_code(_clip(note, 200))}" if note else f"{result.duration:.1f} s"  # a skip's reason is the repository's text
     return f"| {status} | {_code(result.path)} | {timing} |\n"
 
 
