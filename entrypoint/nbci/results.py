@@ -35,9 +35,10 @@ INVALID = "invalid"  # not a readable notebook
 CANCELLED = "cancelled"  # the run was interrupted (SIGINT/SIGTERM) while this notebook ran
 CACHED = "cached"  # not run: the execution cache held a passed result for exactly this notebook
 SKIPPED = "skipped"  # not run: the settings file says why (skip: "needs a GPU")
+ERROR = "error"  # nbci itself failed while handling this notebook, or before it finished (a bug in nbci)
 
 STATUSES = (PASSED, CACHED, FLAKY, SKIPPED, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID,
-            CANCELLED)
+            CANCELLED, ERROR)
 OK_STATUSES = (PASSED, CACHED, FLAKY, SKIPPED)  # skipped counts as neither passed nor failed
 
 
@@ -131,10 +132,12 @@ class RunResult:
     engine_cpu: Optional[float] = None  # CPU seconds of the coordinating nbci process (kernels excluded)
     helpers_cpu: Optional[float] = None  # CPU seconds of nbci's helper processes (kernels excluded), if any
     signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that cancelled the run, if one did
+    problems: List[str] = field(default_factory=list)  # what nbci itself could not do, one line each
 
     @property
     def ok(self) -> bool:
-        return not self.cancelled and all(nb.ok for nb in self.notebooks)
+        """Every notebook ok, and nbci itself neither cancelled nor failed anywhere."""
+        return not self.cancelled and not self.problems and all(nb.ok for nb in self.notebooks)
 
     @property
     def failures(self) -> List[NotebookResult]:
@@ -157,6 +160,7 @@ class RunResult:
             "engine_cpu": None if self.engine_cpu is None else round(self.engine_cpu, 3),
             "helpers_cpu": None if self.helpers_cpu is None else round(self.helpers_cpu, 3),
             "cancelled": self.cancelled,
+            "problems": list(self.problems),
             "ok": self.ok,
         }
         if self.shard:
@@ -182,4 +186,4 @@ def read_results(path: Path) -> RunResult:
     notebooks = [NotebookResult.from_json(nb) for nb in data.get("notebooks", [])]
     summary = data.get("summary", {})
     return RunResult(notebooks, duration=summary.get("duration", 0.0), cancelled=summary.get("cancelled", False),
-                     shard=summary.get("shard"))
+                     shard=summary.get("shard"), problems=list(summary.get("problems", [])))
