@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import List
 
 import nbformat
 import pytest
+from markdown_it import MarkdownIt
 from test_workflow_commands import parse_command, parse_output_file
 
 from nbci.config import Config
@@ -17,6 +19,7 @@ from nbci.report.workflow_commands import CommandLog
 from runner_log import live_commands
 from nbci.locate import cell_source_lines, failing_cell_line, failure_line, json_error_line, json_line_of
 from nbci.report.github import GitHubReporter
+from nbci import results
 from nbci.results import CellError, NotebookResult, RunResult
 
 IPYTHON8_TB = [
@@ -148,6 +151,7 @@ def test_outputs(tmp_path: Path):
         "failed-notebooks": '["b c.ipynb", "e.ipynb"]',
         "results": str(tmp_path.resolve() / "out dir" / "results.json"),
         "output-dir": str(tmp_path.resolve() / "out dir"),
+        "ok": "false", "problems": "[]",
     }
 
 
@@ -273,3 +277,88 @@ def test_a_real_run_reports_to_github(project, tmp_path: Path):
     assert len(groups) == 2
     assert any(g.startswith("::group::✅ passed nbs/passing.ipynb (") for g in groups)
     assert any(g.startswith("::group::❌ failed nbs/multi line.ipynb (") for g in groups)
+
+
+# --- what a hostile notebook controls stays text in the summary ------------------------------------
+
+HOSTILE = ("[x](https://e.vil) ![i](https://e.vil/p.png) <img src=x> <a href='https://e.vil'>a</a> www.evil.com "
+           "https://e.vil/a **b** _c_ ~~d~~ `tick` ``two`` a|b\\|c &lt;x&gt; @someone\n\n# heading\n| x | y |\n<details>")
+SUMMARY_TAGS = {"p", "code", "details", "summary"}  # the only HTML nbci writes into the summary
+
+
+def hostile_result(status: str) -> NotebookResult:
+    """A result of ``status`` whose every notebook-controlled field holds ``HOSTILE``."""
+    result = NotebookResult(f"{status} {HOSTILE}.ipynb", status, kernel=HOSTILE, warnings=[HOSTILE],
+                            parameters={HOSTILE: HOSTILE})
+    if status not in results.OK_STATUSES:
+        with_traceback = status in ("failed", "crashed")
+        result.error = CellError(HOSTILE, HOSTILE, 1 if with_traceback or status == "timeout" else None,
+                                 [HOSTILE] if with_traceback else [], 2, HOSTILE if status in ("failed", "timeout") else None)
+    if status == "skipped":
+        result.skip_reason = HOSTILE
+    if status == "cached":
+        result.cached_from = {"ran_at": HOSTILE, "commit": HOSTILE, "run_id": HOSTILE}
+    return result
+
+
+def gfm_tokens(text: str) -> list:
+    """Every block and inline token of ``text`` as GitHub-flavoured Markdown reads it."""
+    tokens = MarkdownIt("gfm-like").parse(text)
+    return tokens + [child for token in tokens for child in (token.children or [])]
+
+
+def assert_inert(text: str, rows: int) -> None:
+    """Nothing but nbci's own markup: no link, image, emphasis, heading or tag from ``HOSTILE``, and
+    a table of ``rows`` rows of three cells."""
+    tokens = gfm_tokens(text)
+    kinds = {token.type for token in tokens}
+    assert not kinds & {"link_open", "image", "em_open", "strong_open", "s_open", "html_inline"}, kinds
+    assert [t.tag for t in tokens if t.type == "heading_open"] in (["h3"], ["h3", "h4"])
+    for token in tokens:
+        if token.type == "html_block":
+            assert set(re.findall(r"</?([a-zA-Z][\w-]*)", token.content)) <= SUMMARY_TAGS, token.content
+    assert sum(t.type == "tr_open" for t in tokens) == rows + 1  # the header and a row per notebook
+    assert sum(t.type == "td_open" for t in tokens) == 3 * rows
+
+
+def test_every_row_kind_shows_notebook_text_only_as_text(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path)
+    run = [hostile_result(status) for status in results.STATUSES]
+    for result in run:
+        reporter.notebook_finished(result, "")
+    reporter.run_finished(RunResult(run, problems=[HOSTILE]), Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert_inert(text, len(results.STATUSES))
+    for status in results.STATUSES:  # every row is there, its name shown as code
+        assert f"| {github.STATUS_ICONS[status]} {status} | ``` {status} [x](https://e.vil)" in text
+    codes = [t.content for t in gfm_tokens(text) if t.type == "code_inline"]
+    assert f"failed {' '.join(HOSTILE.split())}.ipynb" in codes
+
+
+def test_a_run_nbci_failed_in_says_so_everywhere_on_github(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path)
+    problems = ["internal error: KeyError: 'x'", "could not write the JUnit report: disk full"]
+    run = RunResult([result("a.ipynb", status="passed")], duration=2, problems=problems)
+    reporter.run_finished(run, Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ❌ nbci failed: 2 internal problems (2.0 s)\n\n```text\n" + "\n".join(problems) + "\n```")
+    assert "✅" not in text.split("| Status |")[0]
+    outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs["ok"] == "false" and json.loads(outputs["problems"]) == problems
+    [(_, props, message)] = commands(stream, "error")
+    assert props["title"] == "nbci failed: 2 internal problems" and message == "\n".join(problems)
+
+
+def test_a_notebook_nbci_failed_on_is_reported_as_a_failure(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
+    broken = NotebookResult("a.ipynb", "error", error=CellError("NbciInternalError", "nbci could not read its copy"))
+    reporter.run_finished(RunResult([broken, result("b.ipynb", status="passed")]), Config(root=tmp_path))
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ❌ nbci: 1 of 2 notebooks did not pass")
+    assert "| 🛑 error | `a.ipynb` |" in text
+    assert "could not be handled: nbci itself failed: NbciInternalError: nbci could not read its copy" in text
+    [(_, props, message)] = commands(stream, "error")
+    assert props["title"] == "a.ipynb could not be handled: nbci itself failed"
+    assert message == "NbciInternalError: nbci could not read its copy"
+    outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs["failed"] == "1" and outputs["ok"] == "false"

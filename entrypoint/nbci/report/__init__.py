@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import re
 from typing import TYPE_CHECKING, List, Optional
 
 if TYPE_CHECKING:  # pragma: no cover
     from nbci.config import Config
     from nbci.results import NotebookResult, RunResult
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # how Python holds a file name's bytes that are not UTF-8
+
 
 class Reporter:
     """What the scheduler tells every reporter: the run starting, then per notebook, then the end.
@@ -28,6 +32,17 @@ class Reporter:
 
     def run_finished(self, run: "RunResult", config: "Config") -> None:
         pass
+
+
+def printable(text: str) -> str:
+    """``text`` with each lone surrogate (a byte of a file name that is not UTF-8) shown as U+FFFD."""
+    return LONE_SURROGATE.sub("\ufffd", text)
+
+
+def problems_headline(run: "RunResult") -> str:
+    """``nbci failed: 2 internal problems``: what every reporter leads with when ``run.problems`` is not empty."""
+    count = len(run.problems)
+    return f"nbci failed: {count} internal problem{'' if count == 1 else 's'}"
 
 
 def failing_source(result: "NotebookResult") -> Optional[str]:

@@ -9,11 +9,13 @@ documented channels: workflow commands on stdout, ``$GITHUB_OUTPUT`` and ``$GITH
   the JSON line of the failing source line (at most ``MAX_ERROR_ANNOTATIONS``: GitHub shows no
   more per step; one ``::notice`` counts the rest).
 - Outputs ``total``, ``passed``, ``failed``, ``failed-notebooks`` (JSON list of paths relative to
-  the working directory), ``results`` and ``output-dir`` (absolute paths).
+  the working directory), ``results`` and ``output-dir`` (absolute paths), ``ok`` (``true`` when
+  every notebook passed and nbci itself failed nowhere) and ``problems`` (JSON list of what nbci
+  itself could not do).
 - A summary table and, per failure, the failing cell's source and the traceback's tail, kept
   under GitHub's 1 MiB cap for one step's summary. Text from a notebook (paths, messages, sources,
-  tracebacks) appears only inside code fences or code spans, or on one line with its whitespace
-  collapsed and HTML escaped: it can never add a heading, a link, an image or markup.
+  tracebacks) appears only inside code fences or code spans, or escaped on one line of an HTML
+  block (which Markdown leaves alone): it can never add a heading, a link, an image or markup.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import Reporter, failing_source, not_run_note, tail
+from nbci.report import Reporter, failing_source, not_run_note, printable, problems_headline, tail
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip
@@ -44,15 +46,17 @@ LOG_LINE_CHARS = 2000
 SOURCE_LINES = 60
 TRACEBACK_LINES = 30
 MESSAGE_CHARS = 4000
+PROBLEMS_SHOWN = 20  # of nbci's own problems, in the summary and the annotation
 
 STATUS_ICONS = {
     "passed": "✅", "cached": "♻️", "flaky": "🔁", "skipped": "⏭️", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
-    "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️",
+    "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️", "error": "🛑",
 }
 STATUS_TITLES = {
     "failed": "failed", "timeout": "timed out", "notebook-timeout": "timed out",
     "crashed": "crashed (the kernel died)", "startup-failed": "could not start its kernel",
     "invalid": "is not a readable notebook", "cancelled": "was cancelled",
+    "error": "could not be handled: nbci itself failed",
 }
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -90,9 +94,11 @@ class GitHubReporter(Reporter):
             wc.append_summary(self.summary_file, summary(run, self._sources, room))
 
     def annotations(self, run: RunResult, config: Config) -> List[str]:
-        """``::error`` lines for the first failures, then one ``::notice`` for the rest."""
+        """One ``::error`` for nbci's own problems, one per failure for the first failures, then one
+        ``::notice`` for the rest."""
         failures = run.failures
-        lines = [self.error_annotation(result, config) for result in failures[:MAX_ERROR_ANNOTATIONS]]
+        lines = [wc.annotation("error", problems_text(run), title=problems_headline(run))] if run.problems else []
+        lines += [self.error_annotation(result, config) for result in failures[:MAX_ERROR_ANNOTATIONS]]
         lines += [wc.annotation("warning", f"{result.path}: {warning}", file=repo_path(config.root / result.path,
                                 self.workspace), title="nbci") for result in run.notebooks for warning in result.warnings]
         rest = len(failures) - MAX_ERROR_ANNOTATIONS
@@ -122,6 +128,8 @@ def step_outputs(run: RunResult, config: Config) -> List[Tuple[str, str]]:
         ("failed-notebooks", json.dumps([nb.path for nb in run.failures])),
         ("results", str(config.output_dir / "results.json")),
         ("output-dir", str(config.output_dir)),
+        ("ok", json.dumps(run.ok)),
+        ("problems", json.dumps(run.problems)),
     ]
 
 
@@ -132,6 +140,13 @@ def failure_message(result: NotebookResult) -> str:
     if result.status == "invalid":
         return _clip(error.evalue or error.ename, MESSAGE_CHARS)
     return _clip(error.message, MESSAGE_CHARS)
+
+
+def problems_text(run: RunResult) -> str:
+    """nbci's own problems, one line each, at most ``PROBLEMS_SHOWN`` of them."""
+    lines = [_clip(" ".join(problem.split()), MESSAGE_CHARS) for problem in run.problems[:PROBLEMS_SHOWN]]
+    rest = len(run.problems) - PROBLEMS_SHOWN
+    return "\n".join(lines + ([f"... and {rest} more"] if rest > 0 else []))
 
 
 def repo_path(path: Path, workspace: Optional[Path]) -> str:
@@ -184,7 +199,7 @@ class _Budget:
     full: bool = False
 
     def fits(self, text: str) -> bool:
-        size = len(text.encode("utf-8"))
+        size = len(printable(text).encode("utf-8"))
         if self.full or self.used + size > self.limit - SUMMARY_RESERVE:
             self.full = True
             return False
@@ -215,7 +230,7 @@ def summary(run: RunResult, sources: Mapping[str, str], limit: int = SUMMARY_LIM
             f"{len(rows) - shown_rows} of {len(rows)} table rows and {len(details) - shown_details} of "
             f"{len(details)} failure details are not shown. `results.json` in the artifact has everything.\n"
         )
-    return "".join(blocks)
+    return printable("".join(blocks))
 
 
 def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
@@ -230,14 +245,18 @@ def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
 
 def _headline(run: RunResult) -> str:
     summary = run.summary()
-    if run.ok:
+    if run.problems:
+        failed = f"; {summary['failed']} of {summary['total']} notebooks did not pass" if summary["failed"] else ""
+        head = f"### ❌ {problems_headline(run)}{failed}"
+    elif run.ok:
         notes = [f"{summary[key]} {key}" for key in ("cached", "skipped") if summary[key]]
         cached = f" ({', '.join(notes)})" if notes else ""
         head = f"### ✅ nbci: {summary['passed']} notebooks passed{cached}"  # skipped ones are neither
     else:
         head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
     state = ", cancelled" if run.cancelled else ""
-    return f"{head} ({run.duration:.1f} s{state})\n\n"
+    problems = _fence(problems_text(run), "text") if run.problems else ""
+    return f"{head} ({run.duration:.1f} s{state})\n\n{problems}"
 
 
 def _row(result: NotebookResult) -> str:
@@ -253,7 +272,7 @@ def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
     headline = _clip(f"{STATUS_TITLES.get(result.status, result.status)}{where}: {failure_message(result)}", 500)
     title = f"<code>{_html_line(result.path)}</code> {_html_line(headline)}"
     if not source and not (error and error.traceback):
-        return f"{title}\n\n"
+        return f"<p>{title}</p>\n\n"  # an HTML block: Markdown would read links and emphasis in a paragraph
     parts = [f"<details><summary>{title}</summary>\n\n"]
     if source:
         parts.append(f"Source of {error.cell_name if error and error.cell_name else 'the cell'}:\n\n")

@@ -12,6 +12,9 @@ and its kernels print, and lifts the stop only around nbci's own commands. On to
 line nbci prints has ``##[`` (the runner's older command form, honoured anywhere in a line) broken
 by a zero-width space, and text put on one line (paths, messages) has its line breaks escaped.
 
+What is written (the log, outputs, the summary) has each lone surrogate, a byte of a file name
+that is not UTF-8, replaced by U+FFFD, so such a name never stops a report.
+
 Functions here return text and never print, so callers decide where it goes and tests read it;
 ``CommandLog`` is the one writer of the job log.
 """
@@ -24,6 +27,7 @@ import threading
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, TextIO, Tuple, Union
 
+from nbci.report import printable
 from nbci.text import clip
 
 Property = Union[str, int, None]
@@ -114,7 +118,7 @@ class CommandLog:
 
     def _emit(self, text: str) -> None:
         with self._lock:
-            self.stream.write(text)
+            self.stream.write(printable(text))
             self.stream.flush()
 
     def open(self) -> None:
@@ -167,7 +171,7 @@ def heredoc(name: str, value: str) -> str:
 def write_outputs(path: Union[str, Path], outputs: Union[Mapping[str, str], Iterable[Tuple[str, str]]]) -> None:
     """Append step outputs to the ``$GITHUB_OUTPUT`` file, in the given order."""
     items = outputs.items() if isinstance(outputs, Mapping) else outputs
-    text = "".join(heredoc(name, value) for name, value in items)
+    text = printable("".join(heredoc(name, value) for name, value in items))
     with open(path, "a", encoding="utf-8", newline="\n") as file:
         file.write(text)
 
@@ -175,4 +179,4 @@ def write_outputs(path: Union[str, Path], outputs: Union[Mapping[str, str], Iter
 def append_summary(path: Union[str, Path], markdown: str) -> None:
     """Append Markdown to the ``$GITHUB_STEP_SUMMARY`` file."""
     with open(path, "a", encoding="utf-8", newline="\n") as file:
-        file.write(markdown)
+        file.write(printable(markdown))
