@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import nbformat
 
 from conftest import Project
+from nbci.config import Config
+from nbci.report.console import ConsoleReporter
+from nbci.report.workflow_commands import CommandLog
+from nbci.results import CellError, NotebookResult, RunResult
 
 
 def test_console_names_cells_folds_repeats_and_lists_what_did_not_pass(project: Project) -> None:
@@ -40,3 +47,14 @@ def test_an_unreadable_notebook_says_why_once(project: Project) -> None:
     evalue = run.result("broken.ipynb")["error"]["evalue"]
     assert "not a readable notebook" not in evalue and "JSON" in evalue
     assert "INVALID           broken.ipynb  InvalidNotebook: " + evalue[:40] in run.stdout
+
+
+def test_a_run_nbci_failed_in_ends_saying_so_and_an_error_reads_as_a_failure() -> None:
+    stream = io.StringIO()
+    broken = NotebookResult("a\nb.ipynb", "error", error=CellError("NbciInternalError", "its copy is unreadable"))
+    run = RunResult([broken, NotebookResult("ok.ipynb", "passed")], problems=["internal error: KeyError: 'x'\nmore"])
+    ConsoleReporter(CommandLog(stream)).run_finished(run, Config(root=Path.cwd()))
+    lines = stream.getvalue().splitlines()
+    assert "ERROR: a\\nb.ipynb" in lines
+    assert "  ERROR             a\\nb.ipynb  NbciInternalError: its copy is unreadable" in lines
+    assert lines[-2:] == ["nbci failed: 1 internal problem:", "  internal error: KeyError: 'x'\\nmore"]

@@ -1,5 +1,6 @@
 """The terminal: a header, a line per notebook as it finishes, heartbeats, then each failure, the
-counts, and a closing list of what did not pass (one line each).
+counts, a closing list of what did not pass (one line each), and last, when nbci itself failed
+anywhere, ``nbci failed: N internal problems`` and each problem.
 
 Failures with the same ``ename: evalue`` are shown in full once; the others with it are folded into
 one line after it. Cells are named as Jupyter users see them: ``cell 39 (code cell 18)``.
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional
 
 
 from nbci.config import Config
-from nbci.report import Reporter, failing_source, format_bytes, not_run_note, tail
+from nbci.report import Reporter, failing_source, format_bytes, not_run_note, problems_headline, tail
 from nbci.report.workflow_commands import CommandLog, one_line
 from nbci.text import clip
 from nbci.results import NotebookResult, RunResult
@@ -79,6 +80,10 @@ class ConsoleReporter(Reporter):
             for result in run.failures:
                 self._print("  " + one_line(failure_line(result), CLOSING_CHARS))
         self._print(f"executed copies and results.json in {one_line(str(config.output_dir))}")
+        if run.problems:
+            self._print(f"{problems_headline(run)}:")
+            for problem in run.problems:
+                self._print("  " + one_line(problem, CLOSING_CHARS))
 
     def _print_failure(self, result: NotebookResult) -> None:
         error = result.error

@@ -2,7 +2,9 @@
 
 A notebook that did not pass has a ``failure`` whose message is ``ename: evalue`` and whose type is
 its status, the traceback as its text, and the failing cell's source in the testcase's
-``system-out``. Characters XML cannot hold (control characters a notebook may print) are replaced,
+``system-out``; one nbci itself failed on (status ``error``) has an ``error`` instead. When nbci
+failed in the run (``RunResult.problems``), a last testcase named ``nbci`` carries an ``error``
+listing the problems, so no report reader shows the run as green. Characters XML cannot hold (control characters a notebook may print) are replaced,
 so every reader (GitLab, Jenkins, the GitHub test-report actions) can parse the file.
 """
 
@@ -12,7 +14,8 @@ import json
 import re
 from xml.etree import ElementTree as ET
 
-from nbci.results import OK_STATUSES, RunResult
+from nbci.report import problems_headline
+from nbci.results import ERROR, OK_STATUSES, RunResult
 
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -25,8 +28,10 @@ def xml_text(text: str) -> str:
 def junit_xml(run: RunResult) -> ET.ElementTree:
     """A ``testsuite`` with a ``testcase`` per notebook; non-passing ones carry a failure."""
     summary = run.summary()
-    suite = ET.Element("testsuite", name="nbci", tests=str(summary["total"]), failures=str(summary["failed"]),
-                       errors="0", skipped=str(summary["skipped"]), time=f"{run.duration:.3f}")
+    errors = summary["statuses"].get(ERROR, 0)
+    suite = ET.Element("testsuite", name="nbci", tests=str(summary["total"] + bool(run.problems)),
+                       failures=str(summary["failed"] - errors), errors=str(errors + bool(run.problems)),
+                       skipped=str(summary["skipped"]), time=f"{run.duration:.3f}")
     for result in run.notebooks:
         case = ET.SubElement(suite, "testcase", classname="notebooks", name=xml_text(result.path),
                              time=f"{result.duration:.3f}")
@@ -39,10 +44,14 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
             continue
         error = result.error
         message = error.message if error else result.status
-        failure = ET.SubElement(case, "failure", message=xml_text(message[:1000]), type=result.status)
+        kind = "error" if result.status == ERROR else "failure"
+        failure = ET.SubElement(case, kind, message=xml_text(message[:1000]), type=result.status)
         failure.text = xml_text("\n".join(error.traceback) if error and error.traceback else message)
         if error and error.source:
             ET.SubElement(case, "system-out").text = xml_text(f"{error.cell_name}:\n{error.source}")
+    if run.problems:
+        case = ET.SubElement(suite, "testcase", classname="nbci", name="nbci", time="0.000")
+        ET.SubElement(case, "error", message=problems_headline(run), type="nbci").text = xml_text("\n".join(run.problems))
     return ET.ElementTree(suite)
 
 
