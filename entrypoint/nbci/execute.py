@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbclient.exceptions import CellExecutionComplete, CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from nbci import results as st
@@ -30,10 +30,11 @@ from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell i
 from nbci.kernels import Kernel, describe_exit
 from nbci.locate import json_error_line
 from nbci.results import MESSAGE_CHARS, CellError, NotebookResult
-from nbci.text import clip
+from nbci.text import clip, escape_surrogates
 from nbci.text_notebooks import is_text_path, read_text_notebook
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+UNREADABLE_OUTPUT = "UnreadableOutput"  # the ename of a cell whose output nbci could not read
 DEFAULT_KERNEL = "python3"
 
 
@@ -49,6 +50,12 @@ class NotebookExit(Exception):
     def clean(self) -> bool:
         """Exit code 0 or none: the notebook ended early on purpose (papermill's rule)."""
         return self.code.strip() in ("", "0", "None")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most 200 characters: an exception in one line."""
+    lines = str(exc).strip().splitlines()
+    return clip(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__, 200)
 
 
 def strip_ansi(text: str) -> str:
@@ -169,6 +176,7 @@ class Watch:
     kill_reason: Optional[Tuple[str, str, str]] = None  # (status, ename, message) when nbci killed the kernel
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook
     reads: Optional[List[str]] = None  # what the kernel read, when recorded for the execution cache
+    warnings: List[str] = field(default_factory=list)  # what was left out of the executed copy, one line each
 
     @property
     def elapsed(self) -> float:
@@ -196,6 +204,20 @@ class NbciClient(NotebookClient):
                 marker = f"\n[nbci: stream output truncated after {STREAM_CAP // 2**20} MiB in this cell]\n"
                 msg = {**msg, "content": {**msg["content"], "text": text[: STREAM_CAP - used] + marker}}
         return super().output(outs, msg, display_id, cell_index)
+
+    def process_message(self, msg: Dict[str, Any], cell: NotebookNode, cell_index: int) -> Optional[NotebookNode]:
+        """nbclient's handling, except that a message Jupyter's format cannot hold (a MIME value that is
+        not text, nesting past the stack) leaves a marker in the cell and a warning, not an exception."""
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except CellExecutionComplete:
+            raise
+        except Exception as exc:
+            note = f"left out a {msg.get('msg_type')} message that nbci cannot store ({describe(exc)})"
+            self.watch.warnings.append(f"cell {cell_index + 1}: {note}")
+            marker = nbformat.v4.new_output("stream", name="stderr", text=f"[nbci: {note}]\n")
+            cell.setdefault("outputs", []).append(marker)
+            return marker
 
     async def _check_raise_for_error(self, cell: NotebookNode, cell_index: int, exec_reply: Optional[Dict]) -> None:
         """A ``SystemExit`` (or IPython's ``exit()``) ends the notebook, whatever ``allow_errors`` says."""
@@ -316,6 +338,11 @@ async def run_notebook(client: "NbciClient", nb: NotebookNode, kernel: Kernel, t
         message = f"the cell ran longer than --timeout {timeout:g} s"
         mark_cell(nb, watch.cell_index, "CellTimeoutError", message)
         return st.TIMEOUT, CellError("CellTimeoutError", message, watch.cell_index)
+    except RecursionError as exc:  # a message nested past the stack, read before nbclient handles it
+        mark_not_run(nb, watch.cell_index)
+        message = f"nbci could not read an output of this cell ({describe(exc)}); the kernel was still running"
+        mark_cell(nb, watch.cell_index, UNREADABLE_OUTPUT, message)
+        return st.ERROR, CellError(UNREADABLE_OUTPUT, message, watch.cell_index)
     except (DeadKernelError, RuntimeError, TimeoutError, asyncio.TimeoutError) as exc:
         mark_not_run(nb, watch.cell_index)
         if is_cancelled():
@@ -341,7 +368,8 @@ async def wait_exit(kernel: Kernel, within: float = 2.0) -> Optional[int]:
 def write_notebook(nb: NotebookNode, path: Path, base: Path) -> None:
     """Write ``nb`` to ``path`` atomically, creating the folders from ``base`` without following links."""
     ensure_folder(path.parent, base)
-    write_atomic(path, nbformat.v4.writes(nb))  # as nbformat.writes, without validating again what was read valid
+    # as nbformat.writes, without validating again what was read valid; lone surrogates kept as escapes
+    write_atomic(path, escape_surrogates(nbformat.v4.writes(nb)))
 
 
 def invalid_result(path: str, reason: str) -> NotebookResult:

@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
@@ -27,7 +27,8 @@ from nbci.report import Reporter
 from nbci.report.console import ConsoleReporter
 from nbci.report.junit import junit_bytes
 from nbci.report.workflow_commands import CommandLog, one_line
-from nbci.results import RunResult, results_json
+from nbci.execute import describe
+from nbci.results import ERROR, RunResult, results_json
 from nbci.schedule import Scheduler
 from nbci.settings import settings_for
 from nbci.shard import matrix, parse_shard, select_shard
@@ -37,10 +38,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 @dataclass
 class Outcome:
-    """How a run ended: its results, and what nbci itself could not do (one line each)."""
+    """How a run ended: its results, with what nbci itself could not do (one line each)."""
 
     run: RunResult
-    problems: List[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> List[str]:
+        return self.run.problems
 
     @property
     def exit_code(self) -> int:
@@ -151,15 +155,22 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
         try:
             if paths:
                 outcome.run = execute(config, paths, scheduler)
-        except Exception as exc:  # a bug in nbci: say it in one line, keep what finished
+        except Exception as exc:  # a bug in nbci: say it in one line, keep what finished, list the rest
             outcome.run = scheduler.result()
-            outcome.problems.append(f"internal error: {type(exc).__name__}: {exc}")
+            outcome.problems.append(f"internal error: {describe(exc)}")
         finally:
             outcome.run.shard = config.shard
+            outcome.problems.extend(notebook_problems(outcome.run))
             write_reports(config, outcome, reporters)
         for problem in outcome.problems:
             print(f"nbci: error: {one_line(problem)}", file=sys.stderr)
         return outcome.exit_code
+
+
+def notebook_problems(run: RunResult) -> List[str]:
+    """One line per notebook nbci itself failed on (status ``error``)."""
+    return [f"nbci failed on {one_line(nb.path)}: {nb.error.message if nb.error else 'no reason recorded'}"
+            for nb in run.notebooks if nb.status == ERROR]
 
 
 def make_reporters(config: Config, environ: Mapping[str, str], log: CommandLog) -> List[Reporter]:
@@ -198,13 +209,19 @@ def write_reports(config: Config, outcome: Outcome, reporters: Sequence[Reporter
         ("results.json", lambda: write_atomic(config.output_dir / "results.json", results_json(run))),
         ("the JUnit report", lambda: write_junit(config, run)),
     ] + [(getattr(r, "name", type(r).__name__), lambda r=r: r.run_finished(run, config)) for r in reporters]
+    known = len(outcome.problems)
     for name, step in steps:
         try:
             step()
         except (OSError, ValueError, RecursionError) as exc:
-            outcome.problems.append(f"could not write {name}: {getattr(exc, 'strerror', None) or exc}")
+            outcome.problems.append(f"could not write {name}: {getattr(exc, 'strerror', None) or describe(exc)}")
         except Exception as exc:  # a bug in one reporter must not cost the others
-            outcome.problems.append(f"internal error in {name}: {type(exc).__name__}: {exc}")
+            outcome.problems.append(f"internal error in {name}: {describe(exc)}")
+    if len(outcome.problems) > known:  # results.json must not say ok while a later report failed
+        try:
+            steps[0][1]()
+        except Exception:  # already counted among the problems
+            pass
 
 
 def write_junit(config: Config, run: RunResult) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from nbci.text import clip
+from nbci.text import clip, escape_surrogates
 
 SCHEMA_VERSION = 1
 MESSAGE_CHARS = 10_000
@@ -177,7 +177,7 @@ class RunResult:
 
 def results_json(run: RunResult) -> str:
     """The text of ``results.json``."""
-    return json.dumps(run.to_json(), indent=2, ensure_ascii=False) + "\n"
+    return escape_surrogates(json.dumps(run.to_json(), indent=2, ensure_ascii=False)) + "\n"
 
 
 def read_results(path: Path) -> RunResult:

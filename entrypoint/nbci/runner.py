@@ -29,7 +29,7 @@ from nbci import results as st
 from nbci.cache import Entry, ExecutionCache
 from nbci.config import Config
 from nbci.execute import (
-    InvalidNotebook, Watch, execute, invalid_result, kernel_name, read_notebook,
+    InvalidNotebook, Watch, describe, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
 from nbci.files import inside
@@ -42,6 +42,7 @@ from nbci.settings import NotebookSettings, settings_for
 from nbci.text_notebooks import copy_name, is_text_path
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
+INTERNAL_ERROR = "NbciInternalError"  # the ename of a notebook nbci itself failed on
 # Kernels being started or waiting, per worker. A start takes ~0.45 s of wall time (about half of
 # it jupyter_client's fixed wait for IOPub to go quiet) while a small notebook runs in ~0.1 s, so one
 # kernel ahead per worker leaves workers waiting; two keep them busy at ~50 MiB per idle kernel.
@@ -85,6 +86,7 @@ class Prepared:
     cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
     cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
     reads: Optional[List[str]] = None  # what the last attempt's kernel read, when recorded for the cache
+    failure: Optional[Exception] = None  # what nbci raised while preparing it (the job's error)
 
 
 def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
@@ -118,6 +120,7 @@ class Runner:
         self.closed = False  # no more jobs will be added
         self._arrived: Optional[asyncio.Event] = None
         self._prepared: Dict[int, "asyncio.Future[Prepared]"] = {}
+        self.held: Dict[int, Job] = {}  # jobs started and not yet reported finished
 
     def add(self, jobs: Iterable[Job]) -> None:
         """Queue more jobs, in the order given."""
@@ -163,7 +166,21 @@ class Runner:
             if job is None:
                 return
             self._prefetch(itertools.islice(self.queue, PREFETCH_PER_WORKER * self.workers))
-            await self._run_with_retries(job)
+            await self._run_job(job)
+
+    async def _run_job(self, job: Job) -> None:
+        """Run one job and report it; whatever nbci raises while handling it is that job's error."""
+        self.held[job.index] = job
+        self.sink.started(job)
+        try:
+            result, nb = await self._run_with_retries(job)
+            log = notebook_log(result, nb) if self.config.github else ""
+        except Exception as exc:  # a bug in nbci, or a notebook it cannot handle: this notebook's error
+            result, log = internal_error_result(job.path, exc), ""
+        finally:
+            self._prepared.pop(job.index, None)
+        self.held.pop(job.index, None)
+        self.sink.finished(job, result, log)
 
     def _prepare(self, job: Job) -> "asyncio.Future[Prepared]":
         """The job's notebook being read (once, off the event loop), then its kernel being started."""
@@ -172,9 +189,17 @@ class Runner:
         return self._prepared[job.index]
 
     async def _read(self, job: Job) -> Prepared:
-        config = self.config
-        prepared = Prepared(job, settings=settings_for(config.notebook_defaults, config.rules, job.path,
-                                                        config.parameters))
+        """The job prepared; an exception on the way is kept on it, to become the job's error."""
+        prepared = Prepared(job)
+        try:
+            await self._read_into(prepared)
+        except Exception as exc:
+            prepared.failure = exc
+        return prepared
+
+    async def _read_into(self, prepared: Prepared) -> Prepared:
+        config, job = self.config, prepared.job
+        prepared.settings = settings_for(config.notebook_defaults, config.rules, job.path, config.parameters)
         if prepared.settings.skip:
             return prepared
         try:
@@ -189,25 +214,35 @@ class Runner:
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
         if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
-            prepared.cache_key = self.cache.key(prepared.nb, job.path, prepared.request.name,
-                                                asdict(prepared.settings))
-            prepared.cached, warning = self.cache.lookup(prepared.cache_key)
-            prepared.warnings += [warning] if warning else []
+            await asyncio.get_running_loop().run_in_executor(None, self._look_up, prepared)
             if prepared.cached is not None:
                 return prepared  # no kernel needed
         if not self.cancelled:
             self.pool.prefetch((job.index, 1), prepared.request)
         return prepared
 
+    def _look_up(self, prepared: Prepared) -> None:
+        """Set the job's cache key and fresh entry (off the event loop: it hashes files). A key that
+        cannot be computed leaves the notebook to run, with a warning: when in doubt, run."""
+        try:
+            prepared.cache_key = self.cache.key(prepared.nb, prepared.job.path, prepared.request.name,
+                                                asdict(prepared.settings))
+            prepared.cached, warning = self.cache.lookup(prepared.cache_key)
+        except Exception as exc:
+            prepared.cache_key, prepared.cached = None, None
+            warning = f"the execution cache could not be used for it ({describe(exc)}): ran it"
+        prepared.warnings += [warning] if warning else []
+
     def _prefetch(self, upcoming: Iterable[Job]) -> None:
         for job in upcoming:
             self._prepare(job)
 
-    async def _run_with_retries(self, job: Job) -> None:
+    async def _run_with_retries(self, job: Job) -> Tuple[NotebookResult, Optional[NotebookNode]]:
+        """The job's result and executed copy: skipped, invalid, cached or run (with retries)."""
         prepared = await self._prepare(job)
-        del self._prepared[job.index]
-        self.sink.started(job)
         nb: Optional[NotebookNode] = None
+        if prepared.failure is not None:
+            raise prepared.failure
         if prepared.settings.skip:
             result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
         elif prepared.invalid is not None:
@@ -222,7 +257,7 @@ class Runner:
                 await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
         if prepared.settings.parameters and not prepared.settings.skip:
             result.parameters = dict(prepared.settings.parameters)
-        self.sink.finished(job, result, notebook_log(result, nb) if self.config.github else "")
+        return result, nb
 
     def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
         """The result a cache entry stands for, its executed copy written as a run would write it."""
@@ -238,8 +273,8 @@ class Runner:
             return
         try:
             self.cache.store(prepared.cache_key, result.to_json(), nb, self.cache.relative_reads(prepared.reads))
-        except OSError as exc:
-            result.warnings.append(f"not kept in the execution cache: {exc.strerror or exc}")
+        except Exception as exc:  # a copy or result the cache cannot hold: the run goes on without it
+            result.warnings.append(f"not kept in the execution cache: {getattr(exc, 'strerror', None) or describe(exc)}")
 
     async def _attempts(self, prepared: Prepared) -> Tuple[NotebookResult, NotebookNode]:
         """Run until passed, or the failure is not transient, or ``--retries`` are used up."""
@@ -278,7 +313,7 @@ class Runner:
                 self.pool.release(kernel)
             result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
                                     kernel_output=kernel.output.text() if kernel.output else "",
-                                    stopped_at=watch.stopped_at)
+                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings))
         result.duration = round(watch.elapsed, 3)
         result.attempts = attempt
         self._write_copy(job, nb, result)
@@ -296,8 +331,8 @@ class Runner:
             target, base = self.config.output_dir / copy_name(job.path), self.config.output_dir
         try:
             write_notebook(nb, target, base)
-        except OSError as exc:
-            reason = f"could not write the executed copy {target}: {exc.strerror or exc}"
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = f"could not write the executed copy {target}: {getattr(exc, 'strerror', None) or describe(exc)}"
             if result.ok:
                 result.status, result.error = st.FAILED, CellError("OutputWriteError", reason)
             else:
@@ -328,6 +363,13 @@ class Runner:
                 next_beat += config.heartbeat
                 self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
+
+
+def internal_error_result(path: str, exc: BaseException) -> NotebookResult:
+    """The result of a notebook nbci failed on: status ``error``, saying what nbci raised."""
+    return NotebookResult(path, st.ERROR, error=CellError(INTERNAL_ERROR, (
+        f"nbci failed while handling this notebook ({describe(exc)}); the other notebooks "
+        "ran on. This is a bug in nbci: please report it with the notebook if you can")))
 
 
 def kernel_cwd(root: Path, path: str, cwd: str) -> Path:

@@ -13,16 +13,18 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from nbci.config import Config
 from nbci.report import Reporter
-from nbci.results import NotebookResult, RunResult
+from nbci.execute import describe
+from nbci.results import ERROR, CellError, NotebookResult, RunResult
 from nbci.runner import Job, Runner, Sink, engine_cpu, execution_cache
 
 # One process drives about this many workers before its own CPU (message handling, copies) is what
 # the kernels wait for; more jobs than that are spread over helper processes.
 WORKERS_PER_HELPER = 4
+NOT_FINISHED = "NotFinished"  # the ename of a notebook a failed run never finished
 
 
 def order_jobs(paths: Sequence[str], expected: Dict[str, float]) -> List[Job]:
@@ -37,20 +39,28 @@ class ReportingSink(Sink):
 
     reporters: Sequence[Reporter]
     done: Dict[int, NotebookResult] = field(default_factory=dict)
+    problems: List[str] = field(default_factory=list)  # reporters that failed, one line each
 
     def started(self, job: Job) -> None:
-        for reporter in self.reporters:
-            reporter.notebook_started(job.path)
+        self._tell(lambda reporter: reporter.notebook_started(job.path))
 
     def heartbeat(self, path: str, cell_index: Optional[int], source_line: str, elapsed: float,
                   rss: Optional[int]) -> None:
-        for reporter in self.reporters:
-            reporter.heartbeat(path, cell_index, source_line, elapsed, rss)
+        self._tell(lambda reporter: reporter.heartbeat(path, cell_index, source_line, elapsed, rss))
 
     def finished(self, job: Job, result: NotebookResult, log: str) -> None:
         self.done[job.index] = result
+        self._tell(lambda reporter: reporter.notebook_finished(result, log))
+
+    def _tell(self, event: Callable[[Reporter], None]) -> None:
+        """Give every reporter the event; one that raises is a problem of the run, not of the others."""
         for reporter in self.reporters:
-            reporter.notebook_finished(result, log)
+            try:
+                event(reporter)
+            except Exception as exc:
+                problem = f"internal error in {getattr(reporter, 'name', type(reporter).__name__)}: {describe(exc)}"
+                if problem not in self.problems:
+                    self.problems.append(problem)
 
 
 def helper_sizes(jobs: int) -> List[int]:
@@ -83,6 +93,7 @@ class Scheduler:
         self.sink = ReportingSink(self.reporters)
         self._runner: Optional[Runner] = None
         self._helpers = None
+        self._jobs: List[Job] = []
 
     def cancel(self, signum: Optional[int] = None) -> None:
         """Stop taking notebooks and kill every kernel now (signal-handler safe); remember the signal."""
@@ -94,7 +105,8 @@ class Scheduler:
 
     async def run(self, paths: Sequence[str], expected: Dict[str, float]) -> RunResult:
         started = time.monotonic()
-        queue = collections.deque(order_jobs(paths, expected))
+        self._jobs = order_jobs(paths, expected)
+        queue = collections.deque(self._jobs)
         for reporter in self.reporters:
             reporter.run_started(list(paths), self.config)
         jobs = min(self.config.jobs, len(queue)) or 1
@@ -121,11 +133,16 @@ class Scheduler:
         return self.result()
 
     def result(self) -> RunResult:
-        """The results of the notebooks that finished, in discovery order."""
-        done = self.sink.done
+        """Every notebook's result in discovery order: those that finished, and, unless the run was
+        cancelled, the others as nbci's errors (a run never drops a notebook silently)."""
+        done = dict(self.sink.done)
+        if not self.cancelled:
+            for job in self._jobs:
+                done.setdefault(job.index, NotebookResult(job.path, ERROR, error=CellError(
+                    NOT_FINISHED, "nbci stopped before this notebook finished (see the run's internal error)")))
         return RunResult([done[i] for i in sorted(done)], self.duration, self.cancelled,
                          engine_peak_rss=engine_peak_rss(), engine_cpu=engine_cpu(),
-                         helpers_cpu=self.helpers_cpu, signal=self.signal)
+                         helpers_cpu=self.helpers_cpu, signal=self.signal, problems=list(self.sink.problems))
 
 
 def helper_sizes_of(jobs: int, helpers: int) -> List[int]:

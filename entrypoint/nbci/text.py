@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def clip(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, saying how many were cut."""
     return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+def escape_surrogates(json_text: str) -> str:
+    """JSON text with each lone surrogate (which UTF-8 cannot hold) written as its ``\\uXXXX`` escape,
+    as the file it was read from had it."""
+    return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", json_text)
