@@ -7,11 +7,17 @@ from the one ordered queue; results come back to the coordinator, which alone re
 results.json.
 
 Protocol, one line per message:
-  coordinator -> helper: first the run's ``Config`` (pickled, base64) and the worker count as
-      JSON; then ``{"jobs": [[INDEX, PATH, EXPECTED], ...]}`` and finally ``{"close": true}``.
-  helper -> coordinator, JSON: ``{"started": INDEX}``, ``{"heartbeat": [PATH, CELL, SOURCE,
-      ELAPSED, RSS]}``, ``{"finished": INDEX, "result": {...}, "log": TEXT}``, and last
-      ``{"done": CPU_SECONDS}``.
+  coordinator -> helper: first the run's ``Config`` (pickled, base64), then ``{"workers": N, "key":
+      HEX}`` (a random key for this helper); then ``{"jobs": [[INDEX, PATH, EXPECTED], ...]}`` and
+      finally ``{"close": true}``.
+  helper -> coordinator, ``MAC JSON`` (MAC: HMAC-SHA256 of the JSON with the key, so a line a kernel
+      writes into the pipe through ``/proc`` is told apart and ignored): ``{"started": INDEX}``,
+      ``{"heartbeat": [PATH, CELL, SOURCE, ELAPSED, RSS]}``, ``{"finished": INDEX, "result": {...},
+      "log": TEXT}``, and last ``{"done": CPU_SECONDS}``.
+The coordinator reads a helper until its output ends, and at most ``DRAIN_GRACE`` seconds after the
+helper exited (a process left behind may hold the pipe open). A helper whose ``Runner`` fails reports
+the notebooks it was running as nbci's errors, kills its kernels and exits; the coordinator hands the
+ones it had not started to the other helpers.
 Cancellation is a signal: the coordinator sends SIGTERM, the helper cancels its ``Runner`` (kills
 every kernel at once), reports the notebooks that were running as cancelled, and exits. A helper
 whose coordinator dies gets SIGTERM from the kernel (Linux) or sees its input end.
@@ -25,25 +31,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import hashlib
+import hmac
 import json
 import os
 import pickle
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional, Set
+from typing import AsyncIterator, Deque, Dict, List, Optional, Set
 
 from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.kernels import prctl, without_runner_files
 from nbci.report.workflow_commands import one_line
 from nbci.results import CRASHED, CellError, NotebookResult
-from nbci.runner import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu
+from nbci.runner import PREFETCH_PER_WORKER, Job, Runner, Sink, engine_cpu, internal_error_result
 
 LINE_LIMIT = 1 << 26  # bytes of one message: results are bounded well below this
 CANCEL_GRACE = 10.0  # seconds a cancelled helper may take to report and exit before it is killed
 PR_SET_PDEATHSIG = 1
 HELPER_EXITED = "HelperExited"  # the ename of a notebook whose helper process died under it
+DRAIN_GRACE = 5.0  # seconds the coordinator still reads a helper that exited
+EXIT_POLL = 0.5  # seconds between looks at whether a silent helper is still alive
 
 
 @dataclass
@@ -56,6 +66,8 @@ class Helper:
     started: Set[int] = field(default_factory=set)
     closed: bool = False
     cpu: Optional[float] = None
+    key: bytes = field(default_factory=lambda: os.urandom(32))  # signs its messages
+    ignored: int = 0  # lines on its channel that it did not sign
 
     @property
     def capacity(self) -> int:
@@ -93,8 +105,9 @@ class HelperGroup:
                 sys.executable, "-m", "nbci.helpers", str(os.getpid()), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
                 env=without_runner_files(os.environ), cwd=INSTALL_FOLDER)
-            process.stdin.write(payload + json.dumps(workers).encode() + b"\n")
-            self.helpers.append(Helper(process, workers))
+            helper = Helper(process, workers)
+            process.stdin.write(payload + json.dumps({"workers": workers, "key": helper.key.hex()}).encode() + b"\n")
+            self.helpers.append(helper)
             if self.cancelled:  # a signal while starting: this one missed it
                 process.send_signal(signal.SIGTERM)
         self._deal()
@@ -129,35 +142,39 @@ class HelperGroup:
         """Read one helper's messages until it exits, then account for what it still held."""
         relay = asyncio.ensure_future(relay_stderr(helper.process.stderr))
         try:
-            while True:
-                try:
-                    line = await helper.process.stdout.readline()
-                except ValueError:  # a message over LINE_LIMIT: a bug; the helper is killed below
-                    break
-                if not line:
-                    break
-                self._handle(helper, json.loads(line))
+            async for line in helper_lines(helper.process):
+                message = verified(helper.key, line)
+                if message is None or not self._handle(helper, message):
+                    helper.ignored += 1
         finally:
             if helper.process.returncode is None and (self.cancelled or helper.cpu is None):
                 await self._stop(helper)
             code = await helper.process.wait()
-            await relay
+            await asyncio.wait({relay}, timeout=DRAIN_GRACE)
+            relay.cancel()
+        if helper.ignored:
+            print(f"nbci: warning: ignored {helper.ignored} line(s) on a helper's channel that it did not write "
+                  "(a notebook's process wrote into it)", file=sys.stderr, flush=True)
         self._lost(helper, code)
 
-    def _handle(self, helper: Helper, message: dict) -> None:
-        if "finished" in message:
+    def _handle(self, helper: Helper, message: dict) -> bool:
+        """Act on one verified message; False when it is not one the protocol knows."""
+        if "finished" in message and message["finished"] in helper.held:
             job = helper.held.pop(message["finished"])
             helper.started.discard(job.index)
-            self.sink.finished(job, NotebookResult.from_json(message["result"]), message["log"])
+            self.sink.finished(job, NotebookResult.from_json(message["result"]), message.get("log", ""))
             self._deal()
-        elif "started" in message:
+        elif "started" in message and message["started"] in helper.held:
             helper.started.add(message["started"])
             self.sink.started(helper.held[message["started"]])
             self._deal()
         elif "heartbeat" in message:
             self.sink.heartbeat(*message["heartbeat"])
         elif "done" in message:
-            helper.cpu = message["done"]
+            helper.cpu = float(message["done"])
+        else:
+            return False
+        return True
 
     async def _stop(self, helper: Helper) -> None:
         """Give a helper ``CANCEL_GRACE`` seconds to end, then kill it."""
@@ -189,6 +206,42 @@ def exited_result(job: Job, code: int) -> NotebookResult:
         HELPER_EXITED, f"nbci's helper process running it exited (code {code}); this is a bug in nbci"))
 
 
+async def helper_lines(process: asyncio.subprocess.Process) -> AsyncIterator[bytes]:
+    """The lines a helper writes, until its output ends or ``DRAIN_GRACE`` seconds after it exited
+    (never waiting on a pipe that something it left behind holds open); none past ``LINE_LIMIT``."""
+    while True:
+        reading = asyncio.ensure_future(process.stdout.readline())
+        while not reading.done():
+            exited = process.returncode is not None
+            await asyncio.wait({reading}, timeout=DRAIN_GRACE if exited else EXIT_POLL)
+            if exited and not reading.done():
+                reading.cancel()
+                return
+        try:
+            line = reading.result()
+        except ValueError:  # a line over LINE_LIMIT: not one a helper writes; the helper is stopped after
+            return
+        if not line:
+            return
+        yield line
+
+
+def verified(key: bytes, line: bytes) -> Optional[dict]:
+    """The message a helper signed with ``key`` on this line, or None for any other line."""
+    mac, _, payload = line.rstrip(b"\n").partition(b" ")
+    if not hmac.compare_digest(mac, sign(key, payload)):
+        return None
+    try:
+        message = json.loads(payload)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def sign(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).hexdigest().encode()
+
+
 async def relay_stderr(stream: Optional[asyncio.StreamReader]) -> None:
     """Copy a helper's stderr lines to ours, one inert line each."""
     while stream is not None:
@@ -207,11 +260,12 @@ async def relay_stderr(stream: Optional[asyncio.StreamReader]) -> None:
 class ChannelSink(Sink):
     """Writes a ``Runner``'s events to the coordinator, one JSON line each."""
 
-    def __init__(self, channel) -> None:
-        self.channel = channel
+    def __init__(self, channel, key: bytes = b"") -> None:
+        self.channel, self.key = channel, key
 
     def send(self, message: dict) -> None:
-        self.channel.write(json.dumps(message).encode() + b"\n")
+        payload = json.dumps(message).encode()
+        self.channel.write(sign(self.key, payload) + b" " + payload + b"\n")
         self.channel.flush()
 
     def started(self, job: Job) -> None:
@@ -230,25 +284,44 @@ async def serve(sink: ChannelSink) -> None:
     reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     config: Config = pickle.loads(base64.b64decode(await reader.readline()))
-    runner = Runner(config, sink, json.loads(await reader.readline()))
+    start = json.loads(await reader.readline())
+    sink.key = bytes.fromhex(start["key"])
+    runner = Runner(config, sink, start["workers"])
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, runner.cancel, signum)
 
     async def receive() -> None:
         while not runner.closed:
-            line = await reader.readline()
-            message = json.loads(line) if line else {"close": True}
-            if "jobs" in message:
-                runner.add(Job(index, path, expected) for index, path, expected in message["jobs"])
-            if message.get("close"):
+            jobs = parse_jobs(await reader.readline())
+            if jobs:
+                runner.add(jobs)
+            else:  # closed, ended, or a line the coordinator did not write: finish what it has
                 runner.close()
 
     receiving = asyncio.ensure_future(receive())
     try:
         await runner.run()
+    except Exception as exc:  # it cannot go on: what it was running is nbci's error, the rest goes back
+        runner.cancel()
+        for job in list(runner.held.values()):
+            sink.finished(job, internal_error_result(job.path, exc), "")
+        raise
     finally:
         receiving.cancel()
     sink.send({"done": engine_cpu()})
+
+
+def parse_jobs(line: bytes) -> List[Job]:
+    """The jobs a coordinator's line hands over; none for ``close``, the end of input, or a line that is
+    not a message (something else wrote into the pipe: the helper then ends, and the coordinator gives
+    what it had not started to the others)."""
+    try:
+        return [Job(int(index), str(path), float(expected)) for index, path, expected in json.loads(line)["jobs"]]
+    except (ValueError, TypeError, KeyError):
+        if line and line.strip() != b'{"close": true}':
+            print("nbci: warning: a helper read a line its coordinator did not write; it ends after its "
+                  "running notebooks", file=sys.stderr, flush=True)
+        return []
 
 
 def die_with_parent(parent: int) -> None:
