@@ -145,8 +145,14 @@ class Runner:
     async def run(self) -> None:
         """Run until the queue is empty and closed, or cancelled; kernels and helpers cleaned up."""
         self._arrived = asyncio.Event()
+        workers = [asyncio.ensure_future(self._worker()) for _ in range(self.workers)]
         try:
-            await asyncio.gather(*(self._worker() for _ in range(self.workers)))
+            await asyncio.gather(*workers)
+        except BaseException:  # one worker failed (or this was cancelled): stop the others before going on
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
         finally:
             for task in self._prepared.values():
                 task.cancel()
