@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import Project
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -194,3 +197,57 @@ def test_garbage_in_a_helpers_input_ends_it_without_losing_notebooks(project: Pr
     assert len(results) == 6, run.stdout + run.stderr  # every notebook has its result, none is dropped
     assert results["fails.ipynb"]["status"] in ("failed", "crashed")  # never the forged "passed"
     assert run.code != 0
+
+
+# --- random notebooks: none hangs a run or costs another notebook its result --------------------
+
+MIME_TYPES = ["text/plain", "text/html", "text/markdown", "image/png", "application/json",
+              "application/vnd.custom+json", "text/latex"]
+ODD_VALUES = st.recursive(
+    st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8), st.booleans()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=6)
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@st.composite
+def random_notebooks(draw) -> dict:
+    """Notebook JSON a hostile or broken tool could write: surrogates, deep nesting, odd MIME values."""
+    text = st.text(st.characters(blacklist_characters="\x00"), max_size=20)  # lone surrogates included
+    bundle = draw(st.dictionaries(st.sampled_from(MIME_TYPES), ODD_VALUES, min_size=1, max_size=3))
+    cells = [("markdown", draw(text)),
+             ("code", f"from IPython.display import display\ndisplay({bundle!r}, raw=True)"),
+             ("code", f"print({draw(text)!r})"),
+             ("code", nested_output(draw(st.integers(0, 900))))]
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": KERNELSPEC, "deep": nested(draw(st.integers(0, 900)))},
+            "cells": [{"id": f"c{i}", "metadata": {}, "source": source, "cell_type": kind,
+                       **({"outputs": [], "execution_count": None} if kind == "code" else {})}
+                      for i, (kind, source) in enumerate(cells)]}
+
+
+@pytest.mark.parametrize("helpers", ["0", "2"], ids=["one-process", "helpers"])
+def test_random_notebooks_never_cost_another_notebook_its_result(tmp_path: Path, helpers: str) -> None:
+    @settings(max_examples=4, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(st.lists(random_notebooks(), min_size=2, max_size=2))
+    def check(docs) -> None:
+        root = Path(tempfile.mkdtemp(dir=tmp_path))
+        project = Project(root)
+        for i, doc in enumerate(docs):
+            (root / f"random_{i}.ipynb").write_text(json.dumps(doc, ensure_ascii=True), encoding="ascii")
+        project.write("ok.ipynb", "print('fine')")
+        run = project.run("run", "--jobs", "2", "--helpers", helpers, "--cache-dir", "cache", timeout=120)
+        statuses = {nb["path"]: nb["status"] for nb in run.results["notebooks"]}
+        assert set(statuses) == {"ok.ipynb", "random_0.ipynb", "random_1.ipynb"}, run.stderr
+        assert statuses["ok.ipynb"] == "passed"
+        assert "error" not in statuses.values() and run.code in (0, 1), run.stdout + run.stderr
+        assert run.results["summary"]["ok"] is (run.code == 0)
+
+    check()
