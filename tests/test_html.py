@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
+import struct
+import zlib
 from typing import Iterator, List
 
+import nbformat
 import pytest
 from conftest import Project, Run
 
@@ -26,9 +30,22 @@ rows = b''.join(b'\\x00' + b'\\xff\\x00\\x00' * 8 for _ in range(8))  # 8x8 red
 png = (b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 8, 8, 8, 2, 0, 0, 0))
        + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
 display(Image(data=png))"""
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+PNG = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))  # 8x8 red
+       + png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * 8 for _ in range(8))))
+       + png_chunk(b"IEND", b""))
 HOSTILE_OUTPUT = ("from IPython.display import HTML, display\n"
                   "display(HTML('<img id=\"tracker\" src=\"http://127.0.0.1:9/t.png\">"
-                  "<script>window.pwned = 1</script><b>bold output</b>'))")
+                  "<script>window.pwned = 1</script><b>bold output</b>'))\n"
+                  "import base64\n"  # sizes written unquoted, a file name made a src: the page would run and fetch
+                  "display({'image/png': base64.b64encode(png).decode()}, raw=True, metadata={"
+                  "'image/png': {'width': '8 onerror=window.pwned=1', 'height': 8},"
+                  " 'filenames': {'image/png': 'http://127.0.0.1:9/f.png'}})")
+MARKDOWN = ("**bold md** ![near](pic.png) <img src=\"../top.png\"> ![out](../../outside.png) ![link](link.png) "
+            "![abs]({outside}) ![fifo](fifo.png)")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +57,14 @@ def site(tmp_path_factory) -> Run:
         '"cells": [', '"cells": [{"cell_type": "markdown", "id": "md", "metadata": {}, "source": '
         '"*hi*\\n\\n<script>document.title = \'pwned\'</script><img src=\\"https://example.invalid/x.png\\">"}, ', 1)
     nb.write_text(md, encoding="utf-8")
+    outside = project.root.parent / "outside.png"  # a readable image, but not the repository's
+    for image in (project.root / "sub" / "pic.png", project.root / "top.png", outside):
+        image.write_bytes(PNG)
+    (project.root / "sub" / "link.png").symlink_to(outside)
+    os.mkfifo(project.root / "sub" / "fifo.png")
+    copy = nbformat.read(str(nb), as_version=4)
+    copy.cells.append(nbformat.v4.new_markdown_cell(MARKDOWN.format(outside=outside)))
+    nbformat.write(copy, str(nb))
     project.write("z fails #1.ipynb", *[f"print({i})" for i in range(40)], "raise ValueError('broken on purpose')",
                   *[f"print('not reached', {i})" for i in range(40)])
     project.write("index.ipynb", "1 + 1")
@@ -92,12 +117,20 @@ def test_index_lists_failures_first_and_links_to_the_failing_cell(site: Run, bro
 def test_pages_embed_images_and_run_or_fetch_nothing_a_notebook_holds(site: Run, browser: Browser) -> None:
     requests: List[str] = []
     page = open_page(browser, (site.output_dir / "a ok.html").as_uri(), requests)
-    image = page.locator("img[src^='data:image/png;base64,']")
-    assert image.count() == 1 and image.evaluate("e => e.naturalWidth") == 8
+    images = page.locator("img[src^='data:image/png;base64,']")
+    assert images.count() == 2 and images.evaluate_all("all => all.map(e => e.naturalWidth)") == [8, 8]
+    assert page.locator("img[onerror]").count() == 0 and page.locator("img[width='8']").count() == 0
     assert page.locator("b", has_text="bold output").count() == 1  # HTML output kept, sanitized
     assert page.evaluate("document.scripts.length") == 0 and page.evaluate("window.pwned") is None
     sub = open_page(browser, (site.output_dir / "sub" / "b.html").as_uri(), requests)
     assert sub.title() != "pwned" and sub.locator("em", has_text="hi").count() == 1
+    markdown = sub.locator(".jp-MarkdownCell").nth(1)
+    assert markdown.locator("strong", has_text="bold md").count() == 1  # formatted, not tags shown as text
+    assert "<" not in markdown.inner_text() and "bold md" in markdown.inner_text()
+    pictures = markdown.locator("img")
+    assert pictures.count() == 6  # the two inside the root embedded; out of it, by link or FIFO: no src at all
+    assert pictures.evaluate_all("all => all.map(e => e.naturalWidth)") == [8, 8, 0, 0, 0, 0]
+    assert pictures.evaluate_all("all => all.filter(e => e.hasAttribute('src')).length") == 2
     assert "in a subfolder" in sub.inner_text("body")
     sub.locator("a", has_text=".ipynb").click()  # the executed copy beside the page
     assert all(url.startswith("file:") for url in requests), requests
@@ -128,3 +161,24 @@ def test_no_site_without_html(project: Project) -> None:
     project.write("a.ipynb", "1")
     run = project.run("run")
     assert run.code == 0 and not list(run.output_dir.rglob("*.html"))
+
+
+def test_index_of_a_run_nbci_failed_in_says_so(tmp_path, browser: Browser) -> None:
+    from nbci.config import Config
+    from nbci.report.html import index_html
+    from nbci.results import CellError, NotebookResult, RunResult
+
+    run = RunResult([NotebookResult("ok.ipynb", "passed"),
+                     NotebookResult("broken\udcff.ipynb", "error", error=CellError("NbciInternalError", "copy unreadable"))],
+                    problems=["internal error: KeyError: <b>'x'</b>", "could not write the JUnit report"])
+    index = tmp_path / "index.html"
+    index.write_text(index_html(run, Config(root=tmp_path), {}, {}, {}, datetime.datetime.now(datetime.timezone.utc)),
+                     encoding="utf-8")
+    page = open_page(browser, index.as_uri(), [])
+    assert page.locator("h1").inner_text() == "✗ nbci failed: 2 internal problems; 1 of 2 notebooks did not pass"
+    assert page.locator(".problems li").all_inner_texts() == ["internal error: KeyError: <b>'x'</b>",
+                                                             "could not write the JUnit report"]
+    error_row = page.locator("tbody tr").first
+    assert error_row.get_attribute("class") == "bad"
+    assert error_row.locator("td.status").inner_text() == "✗ error"
+    assert "broken\ufffd.ipynb" in error_row.inner_text() and "NbciInternalError: copy unreadable" in error_row.inner_text()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import sys
 from pathlib import Path
 from typing import List
 
@@ -362,3 +364,23 @@ def test_a_notebook_nbci_failed_on_is_reported_as_a_failure(tmp_path: Path):
     assert message == "NbciInternalError: nbci could not read its copy"
     outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
     assert outputs["failed"] == "1" and outputs["ok"] == "false"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a file name of any bytes needs Linux")
+def test_a_file_name_that_is_not_utf8_loses_no_report(project, tmp_path: Path):
+    """Python holds the name's stray byte as a lone surrogate, which UTF-8 cannot encode."""
+    project.write("bad\udcff.ipynb", "1 / 0")
+    project.write("good.ipynb", "1")
+    out, summary = tmp_path / "gh_output", tmp_path / "gh_summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary),
+           "GITHUB_WORKSPACE": str(project.root)}
+    run = project.run("run", "--html", "--timeout", "60", env=env)
+    assert run.code == 1, run.stdout + run.stderr
+    assert sorted(nb["status"] for nb in run.results["notebooks"]) == ["failed", "passed"]
+    assert "| ❌ failed | `bad\ufffd.ipynb` |" in summary.read_text(encoding="utf-8")
+    assert json.loads(parse_output_file(out.read_text(encoding="utf-8"))["failed-notebooks"]) == ["bad\udcff.ipynb"]
+    [(_, props, message)] = [parse_command(line) for line in run.stdout.splitlines() if line.startswith("::error ")]
+    assert props["file"] == "bad\ufffd.ipynb" and message == "ZeroDivisionError: division by zero"
+    assert "FAILED: bad\ufffd.ipynb" in run.stdout
+    index = (run.output_dir / "index.html").read_text(encoding="utf-8")
+    assert 'href="bad%FF.html#failure">bad\ufffd.ipynb</a>' in index and os.path.exists(run.output_dir / "bad\udcff.html")

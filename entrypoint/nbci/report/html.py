@@ -3,9 +3,9 @@
 Pages are rendered with nbconvert's HTML exporter (JupyterLab's look, nbci's template in
 ``templates/nbci``) in worker processes started at the run's beginning, at low priority, while the
 run goes on; the coordinating process only hands over paths and writes the index at the end.
-Notebooks are untrusted: pages are sanitized (nbconvert's ``sanitize_html``), run no script and
-fetch nothing; the index is built here from escaped text, with relative links only, so the site
-works from ``file://`` and on GitHub Pages alike.
+Notebooks are untrusted: pages are sanitized (``page.py``), run no script and fetch nothing; the
+index is built here from escaped text, with relative links only, so the site works from ``file://``
+and on GitHub Pages alike. A run nbci itself failed in says so at the top of the index.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime
 import html
 import multiprocessing
 import os
+import posixpath
 import signal
 import time
 import urllib.parse
@@ -24,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
-from nbci.report import Reporter
+from nbci.report import Reporter, printable, problems_headline
 from nbci.results import NotebookResult, RunResult
 from nbci.text import clip
 
@@ -47,6 +48,8 @@ class Page:
     copy: str  # absolute path of the executed copy
     target: str  # absolute path of the page
     output_dir: str  # the run's output folder, which holds the page
+    root: str  # the run's root: a Markdown image is embedded only from inside it
+    folder: str  # the notebook's folder, relative to the root: where its Markdown images are
     banner: Dict[str, Any] = field(default_factory=dict)  # status, path, failure, hrefs
     failing_cell: Optional[int] = None
     failure: Optional[str] = None  # "cell 3 (code cell 2): ValueError: bad"
@@ -62,9 +65,10 @@ def page_path(config: Config, notebook_path: str) -> Path:
 
 
 def href(target: Path, base: Path) -> str:
-    """A relative link from a page in ``base`` to ``target``, each path segment percent-encoded."""
+    """A relative link from a page in ``base`` to ``target``, each path segment percent-encoded
+    (a file name's bytes that are not UTF-8 as themselves, so the link finds the file)."""
     relative = Path(os.path.relpath(target, base)).as_posix()
-    return "/".join(urllib.parse.quote(part, safe="") for part in relative.split("/"))
+    return "/".join(urllib.parse.quote(part, safe="", errors="surrogateescape") for part in relative.split("/"))
 
 
 def failure_text(result: NotebookResult) -> Optional[str]:
@@ -119,8 +123,8 @@ class HtmlReporter(Reporter):
         banner = {"status": f"{mark(result.status)} {result.status}", "path": result.path, "bad": not result.ok,
                   "failure": failure, "index_href": href(self.config.output_dir / INDEX, target.parent),
                   "ipynb_href": href(copy, target.parent)}
-        page = Page(str(copy), str(target), str(self.config.output_dir), banner,
-                    result.error.cell_index if result.error else None, failure)
+        page = Page(str(copy), str(target), str(self.config.output_dir), str(self.config.root),
+                    posixpath.dirname(result.path), banner, result.error.cell_index if result.error else None, failure)
         self._pending[result.path] = self._pool.apply_async(render_page, (page,))
 
     def run_finished(self, run: RunResult, config: Config) -> None:
@@ -165,12 +169,12 @@ _EXPORTER = None  # one per worker process: building it (templates, filters) cos
 
 
 def exporter():
-    """This worker's nbconvert HTML exporter, with nbci's template, sanitizing."""
+    """This worker's HTML exporter (``page.PageExporter``), with nbci's template, sanitizing."""
     global _EXPORTER
     if _EXPORTER is None:
-        from nbconvert import HTMLExporter
+        from nbci.report.page import PageExporter
 
-        _EXPORTER = HTMLExporter(template_name="nbci", extra_template_basedirs=[str(TEMPLATES)],
+        _EXPORTER = PageExporter(template_name="nbci", extra_template_basedirs=[str(TEMPLATES)],
                                  sanitize_html=True, embed_images=True)
     return _EXPORTER
 
@@ -182,19 +186,26 @@ def render_page(page: Page) -> Optional[str]:
 
         nb = nbformat.read(page.copy, as_version=4)
         mark_cells(nb, page)
-        body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": Path(page.copy).stem}})
+        resources = {"metadata": {"name": Path(page.copy).stem}, "nbci": {"root": page.root, "folder": page.folder}}
+        body, _ = exporter().from_notebook_node(nb, resources=resources)
         target = Path(page.target)
         ensure_folder(target.parent, Path(page.output_dir))
-        write_atomic(target, body)
+        write_atomic(target, printable(body))
     except Exception as exc:  # whatever the notebook holds, the run goes on
         return f"{type(exc).__name__}: {exc}"
     return None
 
 
 def mark_cells(nb: Any, page: Page) -> None:
-    """Put what the template shows into the copy's metadata, after dropping what the notebook put there."""
+    """Put what the template shows into the copy's metadata, after dropping what the notebook put there,
+    and keep of each output's metadata only what the template may safely read."""
+    from nbci.report.page import page_metadata
+
     nb.metadata["nbci_page"] = page.banner
     for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            output.pop("svg_filename", None)
+            output["metadata"] = page_metadata(output.get("metadata"))
         mark: Dict[str, Any] = {}
         if index == page.failing_cell:
             mark["failure"] = page.failure or "this cell failed"
@@ -225,15 +236,18 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     """The site's front page: the run's headline, then one row per notebook, failures first."""
     summary = run.summary()
     failed = summary["failed"]
-    icon = "✗" if failed or run.cancelled else "✓"
+    icon = "✓" if run.ok else "✗"
     headline = (f"{failed} of {summary['total']} notebooks did not pass" if failed
                 else f"{summary['passed']} notebooks passed" + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
+    if run.problems:
+        headline = f"{problems_headline(run)}" + (f"; {headline}" if failed else "")
     counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items()) or "none run"
     when = started.strftime("%Y-%m-%d %H:%M UTC")
     rows = sorted(run.notebooks, key=lambda nb: (nb.ok, nb.path))
     body = "\n".join(index_row(nb, config, pages.get(nb.path), problems.get(nb.path)) for nb in rows)
     e = html.escape
-    return f"""<!DOCTYPE html>
+    problems = "".join(f"<li>{e(clip(problem, 1000))}</li>" for problem in run.problems)
+    return printable(f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -247,6 +261,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
 <h1>{e(icon)} {e(headline)}</h1>
 <p class="meta">{e(counts)} &middot; {summary['duration']:.1f} s{' &middot; cancelled' if run.cancelled else ''}
  &middot; {e(when)}{github_links(environ)}</p>
+{f'<ul class="problems">{problems}</ul>' if problems else ""}
 </header>
 <main>
 <table>
@@ -260,7 +275,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
 Pages show each notebook as run; they load nothing from the network and run no script (math shows as its LaTeX source).</p></footer>
 </body>
 </html>
-"""
+""")
 
 
 def index_row(result: NotebookResult, config: Config, page: Optional[Path], problem: Optional[str]) -> str:
@@ -317,7 +332,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 0.45rem 0.5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 td { overflow-wrap: anywhere; }
 tr.bad { background: var(--bad-bg); }
-tr.bad .status, .detail { color: var(--bad-fg); }
+tr.bad .status, .detail, .problems { color: var(--bad-fg); }
 .detail { font-size: 0.85rem; margin-top: 0.2rem; }
 .num { text-align: right; white-space: nowrap; }
 .status { white-space: nowrap; }
