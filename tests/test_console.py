@@ -58,3 +58,16 @@ def test_a_run_nbci_failed_in_ends_saying_so_and_an_error_reads_as_a_failure() -
     assert "ERROR: a\\nb.ipynb" in lines
     assert "  ERROR             a\\nb.ipynb  NbciInternalError: its copy is unreadable" in lines
     assert lines[-2:] == ["nbci failed: 1 internal problem:", "  internal error: KeyError: 'x'\\nmore"]
+
+
+def test_a_skip_reason_and_an_ename_never_start_a_log_line_of_their_own() -> None:
+    stream = io.StringIO()
+    reporter = ConsoleReporter(CommandLog(stream))
+    reporter.notebook_finished(NotebookResult("gpu.ipynb", "skipped", skip_reason="GPU\n::error::MARK-skip"), "")
+    failures = [NotebookResult(f"{name}.ipynb", "failed", error=CellError("Bad\n::error::MARK-ename", "x", 0))
+                for name in "ab"]
+    reporter.run_finished(RunResult(failures), Config(root=Path.cwd()))
+    lines = stream.getvalue().splitlines()
+    assert not [line for line in lines if "::error" in line or line.startswith((":", "MARK"))]
+    assert "SKIPPED          gpu.ipynb (GPU\\n:\u200b:error:\u200b:MARK-skip)" in lines
+    assert "the same Bad\\n:\u200b:error:\u200b:MARK-ename in 1 more notebooks: b.ipynb" in lines

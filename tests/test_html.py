@@ -168,14 +168,15 @@ def test_index_of_a_run_nbci_failed_in_says_so(tmp_path, browser: Browser) -> No
     from nbci.report.html import index_html
     from nbci.results import CellError, NotebookResult, RunResult
 
-    run = RunResult([NotebookResult("ok.ipynb", "passed"),
+    run = RunResult([NotebookResult("ok.ipynb", "passed"), NotebookResult("gpu.ipynb", "skipped", skip_reason="x" * 10**6),
                      NotebookResult("broken\udcff.ipynb", "error", error=CellError("NbciInternalError", "copy unreadable"))],
                     problems=["internal error: KeyError: <b>'x'</b>", "could not write the JUnit report"])
     index = tmp_path / "index.html"
     index.write_text(index_html(run, Config(root=tmp_path), {}, {}, {}, datetime.datetime.now(datetime.timezone.utc)),
                      encoding="utf-8")
     page = open_page(browser, index.as_uri(), [])
-    assert page.locator("h1").inner_text() == "✗ nbci failed: 2 internal problems; 1 of 2 notebooks did not pass"
+    assert page.locator("h1").inner_text() == "✗ nbci failed: 2 internal problems; 1 of 3 notebooks did not pass"
+    assert index.stat().st_size < 20_000  # a skip reason, the repository's text, shown clipped
     assert page.locator(".problems li").all_inner_texts() == ["internal error: KeyError: <b>'x'</b>",
                                                              "could not write the JUnit report"]
     error_row = page.locator("tbody tr").first

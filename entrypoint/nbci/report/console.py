@@ -60,7 +60,7 @@ class ConsoleReporter(Reporter):
         if source is not None:
             self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
-        timing = not_run_note(result) or f"{result.duration:.1f} s{retried}"
+        timing = one_line(not_run_note(result), CLOSING_CHARS) or f"{result.duration:.1f} s{retried}"  # the repository's text
         self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")
@@ -71,7 +71,7 @@ class ConsoleReporter(Reporter):
             self._print_failure(group[0])
             if len(group) > 1:
                 others = ", ".join(one_line(result.path) for result in group[1:])
-                self._print(f"\nthe same {group[0].error.ename} in {len(group) - 1} more notebooks: {others}")
+                self._print(f"\nthe same {one_line(group[0].error.ename)} in {len(group) - 1} more notebooks: {others}")
         counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
         state = " (cancelled)" if run.cancelled else ""
         self._print(f"\n{summary['total']} notebooks: {counts or 'none run'} in {run.duration:.1f} s{state}")

@@ -286,7 +286,7 @@ def index_row(result: NotebookResult, config: Config, page: Optional[Path], prob
         link = href(page, config.output_dir) + ("#failure" if result.error and result.error.cell_index is not None
                                                  and not result.ok else "")
         name = f'<a href="{e(link)}">{name}</a>'
-    detail = failure_text(result) if not result.ok else result.skip_reason and f"skipped: {result.skip_reason}"
+    detail = failure_text(result) if not result.ok else result.skip_reason and clip(f"skipped: {result.skip_reason}", 300)
     notes = [e(detail)] if detail else []
     notes += [f"no page: {e(problem)}"] if problem else []
     extra = f'<div class="detail">{"<br>".join(notes)}</div>' if notes else ""
