@@ -13,8 +13,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterable, Iterator, List, Optional, Pattern
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Pattern, Set, Tuple
 
 from nbci.errors import ConfigError
 from nbci.files import MARKER, inside, is_marked
@@ -24,33 +25,97 @@ GLOB_CHARS = re.compile(r"[*?\[]")
 CHECKPOINTS = ".ipynb_checkpoints"
 
 
-def translate_glob(pattern: str) -> Pattern[str]:
-    """Compile a ``/``-separated glob (``**`` spans folders, ``*`` does not) to a regex."""
-    parts = []
+MAX_GLOB_CHARS = 1024
+ANY_CHAR = re.compile(r".", re.DOTALL)
+ONE_CHAR = re.compile(r"[^/]")  # in one folder or file name
+CACHED_STEPS = 4096  # transitions a Glob remembers
+
+
+@dataclass(frozen=True)
+class Step:
+    """One token of a glob: the character it takes, and whether it repeats; or (``takes`` None) a
+    fork that goes on both to the next step and ``skip`` steps on, taking nothing."""
+
+    takes: Optional[Pattern[str]]
+    repeats: bool = False
+    skip: int = 1
+
+
+class Glob:
+    """A compiled glob: ``match(path)`` follows every way through it at once (no backtracking), so
+    it takes time linear in the path, whatever stars the pattern holds."""
+
+    def __init__(self, steps: List[Step]) -> None:
+        self.steps = steps
+        self.start = self.closure({0})
+        self._next: Dict[Tuple[FrozenSet[int], str], FrozenSet[int]] = {}
+
+    def match(self, path: str) -> bool:
+        """Whether the glob matches all of ``path``."""
+        states = self.start
+        for char in path:
+            states = self.advance(states, char)
+            if not states:
+                return False
+        return len(self.steps) in states
+
+    def advance(self, states: FrozenSet[int], char: str) -> FrozenSet[int]:
+        """The steps reached from ``states`` by taking ``char``, remembered for the next path."""
+        key = (states, char)
+        if key not in self._next:
+            if len(self._next) >= CACHED_STEPS:
+                self._next.clear()
+            taken = {i if self.steps[i].repeats else i + 1 for i in states
+                     if i < len(self.steps) and self.steps[i].takes and self.steps[i].takes.fullmatch(char)}
+            self._next[key] = self.closure(taken)
+        return self._next[key]
+
+    def closure(self, states: Set[int]) -> FrozenSet[int]:
+        """``states`` and every step they reach by matching nothing."""
+        todo, reached = list(states), set(states)
+        while todo:
+            i = todo.pop()
+            if i == len(self.steps):
+                continue
+            step = self.steps[i]
+            for following in (i + 1 if step.repeats or not step.takes else i, i + step.skip if not step.takes else i):
+                if following not in reached:
+                    reached.add(following)
+                    todo.append(following)
+        return frozenset(reached)
+
+
+def translate_glob(pattern: str) -> Glob:
+    """Compile a ``/``-separated glob (``**`` spans folders, ``*`` does not) to a ``Glob``."""
+    if len(pattern) > MAX_GLOB_CHARS:
+        raise ConfigError(f"a glob of {len(pattern)} characters is over nbci's limit of {MAX_GLOB_CHARS}: "
+                          "shorten it, or use several")
+    steps: List[Step] = []
     i = 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
-            parts.append("(?:.*/)?")
+            steps += [Step(None, skip=3), Step(ANY_CHAR, repeats=True), Step(re.compile("/"))]  # (?:.*/)?
             i += 3
         elif pattern.startswith("**", i):
-            parts.append(".*")
+            steps.append(Step(ANY_CHAR, repeats=True))
             i += 2
-        elif pattern[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            parts.append("[^/]")
+        elif pattern[i] in "*?":
+            steps.append(Step(ONE_CHAR, repeats=pattern[i] == "*"))
             i += 1
         elif pattern[i] == "[" and bracket_end(pattern, i) > 0:
             end = bracket_end(pattern, i)
-            # fnmatch's own class regex (ranges, "!", escapes), kept from matching a separator
-            parts.append("(?!/)" + fnmatch.translate(pattern[i:end + 1])[len("(?s:"):-len(")\\Z")])
+            steps.append(Step(char_class(pattern, pattern[i:end + 1])))
             i = end + 1
         else:
-            parts.append(re.escape(pattern[i]))
+            steps.append(Step(re.compile(re.escape(pattern[i]), re.DOTALL)))
             i += 1
+    return Glob(steps)
+
+
+def char_class(pattern: str, brackets: str) -> Pattern[str]:
+    """fnmatch's own regex for a ``[...]`` class (ranges, "!", escapes), kept from matching a separator."""
     try:
-        return re.compile("".join(parts) + r"\Z")
+        return re.compile("(?!/)" + fnmatch.translate(brackets)[len("(?s:"):-len(")\\Z")], re.DOTALL)
     except re.error as exc:  # Python < 3.11's fnmatch passes reversed ranges such as [z-a] through
         raise ConfigError(f"{pattern!r} is not a valid glob ({exc}): check its [...] character classes") from None
 
