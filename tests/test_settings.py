@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import Project
@@ -88,6 +89,21 @@ def test_config_option_names_another_file(project: Project) -> None:
     ("defaults:\n  output-dir: ../out\n", ".nbci.yml:2: output-dir cannot be set in the settings file"),
     ("defaults:\n  retry-on: (a+)+$\n", ".nbci.yml:2: retry-on cannot be set in the settings file"),
     ("notebooks:\n  - glob: a.ipynb\n    parameters: {'x = 1; y': 2}\n", "parameter name 'x = 1; y' is not a Python variable name"),
+    # what a pull request may put there: each is the file's mistake, never nbci's (exit 3)
+    ("defaults: &d\n  timeout: 5\nnotebooks:\n  - glob: a.ipynb\n    parameters: {x: *d}\n",
+     ".nbci.yml:5: YAML aliases (*name) are not allowed"),
+    ("defaults: &a\n  x: *a\n", ".nbci.yml:2: YAML aliases"),
+    ("notebooks:\n  - glob: !!python/object/apply:os.system [echo hi]\n",
+     ".nbci.yml:2: cannot read this value (could not determine a constructor"),
+    ("notebooks:\n  - glob: a.ipynb\n    parameters: {? [1]: 2}\n", ".nbci.yml:3: cannot read this value (found unhashable key)"),
+    ("notebooks:\n  - glob: a.ipynb\n    parameters: {x: !!binary 'not base64!'}\n", ".nbci.yml:3: cannot read this value"),
+    ("notebooks:\n  - glob: a.ipynb\n    retries: " + "9" * 5000 + "\n", ".nbci.yml:3: cannot read this value"),
+    ("notebooks:\n  - glob: a.ipynb\n    notebook-timeout: .inf\n", ".nbci.yml:3: notebook-timeout must be a number"),
+    ("notebooks:\n  - glob: a.ipynb\n    timeout: .nan\n", ".nbci.yml:3: timeout must be a number"),
+    ("notebooks:\n  - glob: a.ipynb\n    parameters: {x: " + "[" * 5000 + "]" * 5000 + "}\n",
+     ".nbci.yml:3: nested more than 32 levels deep"),
+    ("defaults:\n  cache-inputs: [data/*.csv, /etc/*]\n", ".nbci.yml:2: cache-inputs '/etc/*' must stay inside"),
+    ("defaults:\n  cache-inputs: ../secrets\n", ".nbci.yml:2: cache-inputs '../secrets' must stay inside"),
 ])
 def test_a_bad_settings_file_is_one_line_with_its_line_number(project: Project, text: str, message: str) -> None:
     project.write("a.ipynb", "1")
@@ -109,3 +125,60 @@ def test_cwd_option_and_a_missing_cwd_folder(project: Project) -> None:
     result = missing.result("sub/a.ipynb")
     assert result["status"] == "invalid" and "cwd nowhere is not a folder" in result["error"]["evalue"]
     assert json.loads((missing.output_dir / "results.json").read_text())["summary"]["failed"] == 1
+
+
+def test_a_billion_laughs_is_refused_before_it_grows(project: Project) -> None:
+    project.write("a.ipynb", "1")
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    laughs += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(8)]
+    settings(project, "\n".join(laughs) + "\n")  # 9**9 strings, were it expanded
+    run = project.run("list")
+    assert run.code == 2 and run.stderr.splitlines() == [f"nbci: error: {project.root / '.nbci.yml'}:2: YAML aliases "
+                                                         "(*name) are not allowed in a settings file: write the value out"]
+
+
+def test_a_settings_file_nbci_will_not_read_is_refused_in_one_line(project: Project, tmp_path) -> None:
+    project.write("a.ipynb", "1")
+    secret = tmp_path / "secret.yml"
+    secret.write_text("secret-token: 1234\n", encoding="utf-8")
+    (project.root / ".nbci.yml").symlink_to(secret)
+    run = project.run("list")
+    assert run.code == 2 and "secret-token" not in run.stderr, run.stderr
+    assert run.stderr.splitlines() == [f"nbci: error: {project.root / '.nbci.yml'}: nbci does not read this settings "
+                                       f"file: it is a link to {secret}, outside the working directory: nbci reads "
+                                       "only files inside it"]
+    (project.root / ".nbci.yml").unlink()
+    os.mkfifo(project.root / ".nbci.yml")  # opened without blocking, and refused: no writer ever comes
+    for args in ((), ("--config", ".nbci.yml")):
+        run = project.run("list", *args)
+        assert run.code == 2 and "it is not a regular file" in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"# " + b"x" * (11 * 2**20), ".nbci.yml: over 1024 KiB, too big for a settings file"),
+    (b"defaults:\n  kernel: caf\xe9\n", ".nbci.yml:2: not UTF-8 text: save the file as UTF-8"),
+])
+def test_a_huge_or_binary_settings_file_is_one_line(project: Project, data: bytes, message: str) -> None:
+    project.write("a.ipynb", "1")
+    (project.root / ".nbci.yml").write_bytes(data)
+    run = project.run("list")
+    assert run.code == 2 and len(run.stderr.splitlines()) == 1 and message in run.stderr, run.stderr
+
+
+def test_values_quoted_in_errors_are_kept_short(project: Project) -> None:
+    project.write("a.ipynb", "1")
+    settings(project, f"notebooks:\n  - glob: a.ipynb\n    ? {'k' * 5000}\n    : 1\n")
+    run = project.run("list")
+    assert run.code == 2 and "unknown key 'kkkkkkkkkkkk" in run.stderr and len(run.stderr) < 300, run.stderr[:300]
+    settings(project, f"notebooks:\n  - glob: a.ipynb\n    skip: [{'x' * 5000}]\n")
+    run = project.run("list")
+    assert run.code == 2 and "skip must be text, not ['xxxxx" in run.stderr and len(run.stderr) < 300, run.stderr[:300]
+
+
+def test_cache_inputs_outside_the_working_directory_are_a_usage_error(project: Project) -> None:
+    project.write("a.ipynb", "1")
+    for pattern in ("/etc/*", "data/../../*"):
+        run = project.run("run", "--cache-dir", "cache", "--cache-inputs", pattern)
+        assert run.code == 2 and run.stderr.splitlines() == [
+            f"nbci: error: --cache-inputs {pattern!r} must stay inside the working directory: "
+            "use a relative path without '..'"]

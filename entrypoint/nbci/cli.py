@@ -295,7 +295,7 @@ def read_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Optional[S
     early.add_argument("--config", default=environ.get("NBCI_CONFIG") or None)
     known, _ = early.parse_known_args([arg for arg in argv if arg not in ("-h", "--help")])
     path = find_settings_file(known.config, Path.cwd())
-    return load_settings(path) if path is not None else None
+    return load_settings(path, Path.cwd()) if path is not None else None
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from nbci.errors import ConfigError
-from nbci.settings import NotebookSettings, Rule, check_cwd
+from nbci.settings import NotebookSettings, Rule, check_cwd, check_inside
 from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
@@ -113,6 +113,8 @@ class Config:
         if self.shard is not None:
             self.shard = str(parse_shard(self.shard))
         check_cwd(self.cwd, "--cwd")
+        for pattern in self.cache_inputs:
+            check_inside(pattern, "--cache-inputs")
         return self
 
 

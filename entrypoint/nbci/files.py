@@ -15,7 +15,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 MAX_NOTEBOOK_BYTES = 100 * 2**20
 MARKER = ".nbci-output"
@@ -40,6 +40,17 @@ def inside(path: Path, root: Path) -> bool:
 def read_notebook_bytes(root: Path, relpath: str, limit: int = MAX_NOTEBOOK_BYTES + 1) -> bytes:
     """The bytes of ``root/relpath`` (at most ``limit``), a regular file whose real path is inside
     ``root``; else ``UnsafePath``."""
+    with open_inside(root, relpath) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            raise UnsafePath(f"it is {size / 2**20:.0f} MiB, over nbci's limit of "
+                             f"{MAX_NOTEBOOK_BYTES // 2**20} MiB per notebook: clear its outputs")
+        return handle.read(limit)
+
+
+def open_inside(root: Path, relpath: str) -> BinaryIO:
+    """``root/relpath`` open for reading, a regular file whose real path is inside ``root`` (opening
+    never blocks on a FIFO); else ``UnsafePath``."""
     real = Path(os.path.realpath(root / relpath))
     if not inside(real, root):
         raise UnsafePath(f"it is a link to {real}, outside the working directory: nbci reads only files inside it")
@@ -47,14 +58,10 @@ def read_notebook_bytes(root: Path, relpath: str, limit: int = MAX_NOTEBOOK_BYTE
         fd = os.open(real, os.O_RDONLY | NOFOLLOW | NONBLOCK)
     except OSError as exc:
         raise UnsafePath(f"cannot open it: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafePath("it is not a regular file (a FIFO, a device or a socket): nbci reads only files")
-        if info.st_size > MAX_NOTEBOOK_BYTES:
-            raise UnsafePath(f"it is {info.st_size / 2**20:.0f} MiB, over nbci's limit of "
-                             f"{MAX_NOTEBOOK_BYTES // 2**20} MiB per notebook: clear its outputs")
-        return handle.read(limit)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath("it is not a regular file (a FIFO, a device or a socket): nbci reads only files")
+    return os.fdopen(fd, "rb")
 
 
 def ensure_folder(path: Path, base: Path) -> None:

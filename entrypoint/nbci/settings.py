@@ -16,21 +16,30 @@ notebooks:           # applied in order; a later entry wins for the same noteboo
 Precedence, lowest first: nbci's defaults, the file's ``defaults``, ``NBCI_*`` variables, the
 command line, then the file's ``notebooks`` entries (they name single notebooks, so they are the
 most specific); for ``parameters`` the command line wins over the file (papermill's habit). The
-file is read with PyYAML's ``safe_load`` rules; every mistake is one ``ConfigError`` naming the
-file, the line, the key and what is allowed.
+file is read with PyYAML's ``safe_load`` rules, without aliases (``*name``: they let a few bytes
+stand for gigabytes) and at most ``MAX_DEPTH`` levels deep; it is part of the repository, so it is
+read only when it is a regular file of at most ``MAX_SETTINGS_BYTES`` inside the working directory.
+Every mistake is one ``ConfigError`` naming the file, the line, the key and what is allowed.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
+import reprlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Pattern, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from nbci.discover import Glob, translate_glob
 from nbci.errors import ConfigError
+from nbci.files import UnsafePath, inside, open_inside
 from nbci.parameters import check_name, plain_value, yaml_problem
 
 DEFAULT_FILE = ".nbci.yml"
+MAX_SETTINGS_BYTES = 2**20
+MAX_DEPTH = 32  # lists and mappings inside each other
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
 # keys of a ``notebooks`` entry, besides ``glob``, and the option each one overrides
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
@@ -58,38 +67,59 @@ class Rule:
     glob: str
     values: Dict[str, Any]
     where: str  # "FILE:LINE"
-    regex: Optional[Pattern[str]] = None
+    matcher: Glob
 
 
 @dataclass
 class SettingsFile:
     """A parsed settings file: option defaults (by option dest) and per-notebook rules."""
 
-    path: Optional[Path] = None
+    path: Path
     defaults: Dict[str, Tuple[Any, str]] = field(default_factory=dict)  # dest -> (value, "FILE:LINE")
     rules: List[Rule] = field(default_factory=list)
 
 
 def find_settings_file(explicit: Optional[str], root: Path) -> Optional[Path]:
-    """``--config FILE`` (which must exist), else ``.nbci.yml`` in the working directory when present."""
+    """``--config FILE`` (which must exist), else ``.nbci.yml`` in the working directory when present
+    (as any kind of file: one nbci will not read is refused, not passed over)."""
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ConfigError(f"--config {explicit}: no such file; pass the path of a settings file such as .nbci.yml")
         return path
     default = root / DEFAULT_FILE
-    return default if default.is_file() else None
+    return default if os.path.lexists(default) else None
 
 
-def load_settings(path: Path) -> SettingsFile:
+def read_settings_text(path: Path, root: Path) -> str:
+    """The text of a settings file: a regular UTF-8 file of at most ``MAX_SETTINGS_BYTES`` whose real
+    path is inside ``root`` (or anywhere, for a path outside ``root`` the command line named)."""
+    absolute = Path(os.path.abspath(path))
+    base = root if inside(absolute, root) else Path(absolute.anchor)
+    try:
+        with open_inside(base, os.path.relpath(absolute, base)) as handle:
+            data = handle.read(MAX_SETTINGS_BYTES + 1)
+    except UnsafePath as exc:
+        raise ConfigError(f"{path}: nbci does not read this settings file: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise ConfigError(f"{path}: over {MAX_SETTINGS_BYTES // 2**10} KiB, too big for a settings file: "
+                          "keep it to defaults and notebooks entries")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text: save the file as UTF-8") from None
+
+
+def load_settings(path: Path, root: Path) -> SettingsFile:
     """Parse and check a settings file; raise ``ConfigError`` on the first mistake, with its line."""
     import yaml
 
+    text = read_settings_text(path, root)
     try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+        node = yaml.compose(text, Loader=settings_loader(path))
     except yaml.YAMLError as exc:
         line, problem = yaml_problem(exc)
         raise ConfigError(f"{path}{f':{line}' if line else ''}: not valid YAML ({problem}): fix the file's syntax") from None
@@ -100,16 +130,20 @@ def load_settings(path: Path) -> SettingsFile:
     for key, (key_node, value_node) in top.items():
         if key == "defaults":
             for name, (name_node, option_node) in mapping(path, value_node, "defaults").items():
+                value = value_of(path, option_node)
                 if name == "parameters":  # for every notebook, under any entry's and the command line's
-                    value = check_value(name, plain_value(value_of(option_node)), where(path, option_node))
-                    settings.rules.insert(0, Rule("**", {"parameters": value}, where(path, name_node)))
+                    value = check_value(name, value, where(path, option_node))
+                    settings.rules.insert(0, Rule("**", {"parameters": value}, where(path, name_node),
+                                                  translate_glob("**")))
                     continue
-                settings.defaults[name.replace("-", "_")] = (plain_value(value_of(option_node)),
-                                                           where(path, name_node))
+                if name == "cache-inputs":
+                    for pattern in value if isinstance(value, list) else str(value).split():
+                        check_inside(str(pattern), f"{where(path, option_node)}: cache-inputs")
+                settings.defaults[name.replace("-", "_")] = (value, where(path, name_node))
         elif key == "notebooks":
             settings.rules += [rule(path, entry) for entry in sequence(path, value_node, "notebooks")]
         else:
-            raise ConfigError(f"{where(path, key_node)}: unknown key {key!r}: the file holds 'defaults' and 'notebooks'")
+            raise ConfigError(f"{where(path, key_node)}: unknown key {shown(key)}: the file holds 'defaults' and 'notebooks'")
     return settings
 
 
@@ -119,34 +153,38 @@ def rule(path: Path, node: Any) -> Rule:
     if "glob" not in entry:
         raise ConfigError(f"{where(path, node)}: a notebooks entry needs 'glob', e.g. glob: \"heavy/*.ipynb\"")
     values: Dict[str, Any] = {}
-    glob = ""
+    glob, matcher = "", None
     for key, (key_node, value_node) in entry.items():
-        value = plain_value(value_of(value_node))
+        value = value_of(path, value_node)
         if key == "glob":
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where(path, value_node)}: glob must be a text pattern such as \"heavy/*.ipynb\"")
             glob = value
+            try:
+                matcher = translate_glob(glob)
+            except ConfigError as exc:
+                raise ConfigError(f"{where(path, value_node)}: {exc}") from None
         elif key in NOTEBOOK_KEYS:
             values[NOTEBOOK_KEYS[key]] = check_value(key, value, where(path, value_node))
         else:
             allowed = ", ".join(["glob", *NOTEBOOK_KEYS])
-            raise ConfigError(f"{where(path, key_node)}: unknown key {key!r} in a notebooks entry: use {allowed}")
-    return Rule(glob, values, where(path, node))
+            raise ConfigError(f"{where(path, key_node)}: unknown key {shown(key)} in a notebooks entry: use {allowed}")
+    return Rule(glob, values, where(path, node), matcher)
 
 
 def check_value(key: str, value: Any, at: str) -> Any:
     """A ``notebooks`` entry's value in the type its key takes."""
     if key in ("timeout", "notebook-timeout"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{at}: {key} must be a number of seconds (0 for no limit), not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise ConfigError(f"{at}: {key} must be a number of seconds (0 for no limit), not {shown(value)}")
         return float(value) or None
     if key == "allow-errors":
         if not isinstance(value, bool):
-            raise ConfigError(f"{at}: allow-errors must be true or false, not {value!r}")
+            raise ConfigError(f"{at}: allow-errors must be true or false, not {shown(value)}")
         return value
     if key == "retries":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{at}: retries must be a whole number, 0 or more, not {value!r}")
+            raise ConfigError(f"{at}: retries must be a whole number, 0 or more, not {shown(value)}")
         return value
     if key == "parameters":
         if not isinstance(value, dict):
@@ -155,7 +193,7 @@ def check_value(key: str, value: Any, at: str) -> Any:
     if key == "cwd":
         return check_cwd(value, at)
     if not isinstance(value, str) or not value.strip():  # kernel, skip
-        raise ConfigError(f"{at}: {key} must be text, not {value!r}")
+        raise ConfigError(f"{at}: {key} must be text, not {shown(value)}")
     return value
 
 
@@ -163,23 +201,37 @@ def check_cwd(value: Any, at: str) -> str:
     """``notebook``, ``root`` or a relative folder."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{at}: cwd must be notebook, root or a folder relative to the working directory")
-    if value not in CWD_CHOICES and (os.path.isabs(value) or ".." in Path(value).parts):
-        raise ConfigError(f"{at}: cwd {value!r} must stay inside the working directory: "
+    if value not in CWD_CHOICES and leaves_root(value):
+        raise ConfigError(f"{at}: cwd {shown(value)} must stay inside the working directory: "
                           "use notebook, root or a relative folder")
     return value
+
+
+def check_inside(pattern: str, at: str) -> str:
+    """A path or glob relative to the working directory that cannot leave it."""
+    if leaves_root(pattern):
+        raise ConfigError(f"{at} {shown(pattern)} must stay inside the working directory: "
+                          "use a relative path without '..'")
+    return pattern
+
+
+def leaves_root(path: str) -> bool:
+    """Whether a relative path is absolute or climbs with ``..``."""
+    return os.path.isabs(path) or ".." in Path(path).parts
+
+
+def shown(value: Any) -> str:
+    """A value from the file as an error message quotes it: short, whatever its size."""
+    return reprlib.repr(value)
 
 
 def settings_for(base: NotebookSettings, rules: List[Rule], path: str, parameters: Mapping[str, Any]) -> NotebookSettings:
     """``base`` overridden by every rule matching ``path`` in order, then ``parameters`` (the command
     line's) over the rules' parameters."""
-    from nbci.discover import translate_glob
-
     merged: Dict[str, Any] = {}
     params: Dict[str, Any] = {}
     for entry in rules:
-        if entry.regex is None:
-            entry.regex = translate_glob(entry.glob)
-        if entry.regex.match(path):
+        if entry.matcher.match(path):
             merged.update({k: v for k, v in entry.values.items() if k != "parameters"})
             params.update(entry.values.get("parameters", {}))
     params.update(parameters)
@@ -201,11 +253,11 @@ def mapping(path: Path, node: Any, what: str) -> Dict[str, Tuple[Any, Any]]:
         raise ConfigError(f"{where(path, node)}: {what} must be a mapping (key: value lines)")
     entries: Dict[str, Tuple[Any, Any]] = {}
     for key_node, value_node in node.value:
-        key = value_of(key_node)
+        key = value_of(path, key_node)
         if not isinstance(key, str):
-            raise ConfigError(f"{where(path, key_node)}: keys must be text, not {key!r}")
+            raise ConfigError(f"{where(path, key_node)}: keys must be text, not {shown(key)}")
         if key in entries:
-            raise ConfigError(f"{where(path, key_node)}: {key!r} is given twice in {what}")
+            raise ConfigError(f"{where(path, key_node)}: {shown(key)} is given twice in {what}")
         entries[key] = (key_node, value_node)
     return entries
 
@@ -218,8 +270,37 @@ def sequence(path: Path, node: Any, what: str) -> List[Any]:
     return list(node.value)
 
 
-def value_of(node: Any) -> Any:
-    """A node as ``yaml.safe_load`` would give it."""
+def value_of(path: Path, node: Any) -> Any:
+    """A node as ``yaml.safe_load`` would give it, dates as ISO text."""
     import yaml
 
-    return yaml.SafeLoader("").construct_object(node, deep=True)
+    try:
+        return plain_value(yaml.SafeLoader("").construct_object(node, deep=True))
+    except (yaml.YAMLError, ValueError) as exc:  # an unknown !!tag, bad !!binary, an int of 5000 digits
+        line, problem = yaml_problem(exc)
+        raise ConfigError(f"{path}:{line or node.start_mark.line + 1}: cannot read this value ({problem}): "
+                          "use plain text, numbers, true/false, lists and mappings") from None
+
+
+@functools.lru_cache(maxsize=None)
+def settings_loader(path: Path) -> type:
+    """PyYAML's safe loader for ``path``, refusing aliases and nesting deeper than ``MAX_DEPTH``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            line = self.peek_event().start_mark.line + 1
+            if self.check_event(yaml.AliasEvent):
+                raise ConfigError(f"{path}:{line}: YAML aliases (*name) are not allowed in a settings file: "
+                                  "write the value out")
+            if self.depth >= MAX_DEPTH:
+                raise ConfigError(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep: flatten it")
+            self.depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
