@@ -30,7 +30,8 @@
 #   durations-save-key  what this job saves its durations under (list, or no shards: durations-key)
 # A bad input is reported as an ::error annotation naming it, and exit code 1: every boolean is
 # exactly true or false, retention-days 1-90, shards and shard counts 1-256, artifact-name without
-# upload-artifact's forbidden characters (so no line break reaches $GITHUB_OUTPUT either).
+# upload-artifact's forbidden characters, working-directory, requirements and environment-file without
+# line breaks (so none reaches $GITHUB_OUTPUT).
 set -euo pipefail
 
 fail() {  # an ::error annotation; the message is escaped as workflow-command data
@@ -64,6 +65,12 @@ boolean() {  # an input that must be exactly true or false (GitHub passes every 
   esac
 }
 
+one_line() {  # an input that reaches $GITHUB_OUTPUT as one line: no line breaks
+  case ${2-} in
+    *$'\r'* | *$'\n'*) fail "$1 must be one path without line breaks, not '${2-}'" ;;
+  esac
+}
+
 count() {  # a whole number from 1 to 256 (GitHub's matrix limit), checked before any arithmetic
   [[ ${2-} =~ ^[0-9]{1,3}$ ]] && [ $((10#$2)) -ge 1 ] && [ $((10#$2)) -le 256 ] ||
     fail "$1 must be a whole number from 1 to 256, not '${2-}'"
@@ -86,6 +93,9 @@ esac
 [ "${#artifact}" -le 200 ] || fail "artifact-name must be at most 200 characters"
 
 workdir=${INPUT_WORKING_DIRECTORY:-.}
+one_line working-directory "$workdir"
+one_line requirements "${INPUT_REQUIREMENTS-}"
+one_line environment-file "${INPUT_ENVIRONMENT_FILE-}"
 [ -d "$workdir" ] || fail "working-directory '$workdir' does not exist in the workspace"
 workdir=${workdir%/}
 
