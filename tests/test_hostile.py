@@ -389,16 +389,17 @@ def test_kernel_output_keeps_its_first_bytes_either_way(tmp_path: Path, spool: b
 def test_every_child_is_found_whatever_its_name(tmp_path: Path) -> None:
     import shutil
 
-    from nbci.kernels import all_children
+    from nbci.kernels import Child, children
 
     odd = tmp_path / "a) 1 2 (b"  # a process name a stat line's naive split would misread
     shutil.copy(shutil.which("sleep"), odd)
     odd.chmod(0o755)
-    children = [subprocess.Popen([str(odd), "30"]), subprocess.Popen(["sleep", "30"])]
+    started = [subprocess.Popen([str(odd), "30"]), subprocess.Popen(["sleep", "30"], start_new_session=True)]
     try:
-        assert {child.pid for child in children} <= set(all_children(os.getpid()))
+        found = set(children(os.getpid()))
+        assert {Child(started[0].pid, os.getsid(0)), Child(started[1].pid, started[1].pid)} <= found
     finally:
-        for child in children:
+        for child in started:
             child.kill()
             child.wait()
 

@@ -21,6 +21,7 @@ from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
 from nbci.errors import ConfigError, NbciError
+from nbci.kernels import harden_process
 from nbci.parameters import command_line_parameters
 from nbci.settings import DEFAULT_FILE, SettingsFile, find_settings_file, load_settings
 from nbci.pipeline import EXIT_INTERNAL, EXIT_USAGE, list_notebooks, run_notebooks
@@ -299,6 +300,7 @@ def read_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Optional[S
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
+    harden_process()  # kernels run as our user: they must not read our environment (the runner's files)
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:

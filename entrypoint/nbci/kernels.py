@@ -8,9 +8,13 @@ ones run, with the very cwd and environment a normal start would give them.
 What a kernel can reach is bounded: its environment lacks the runner's files and tokens
 (``HIDDEN_VARIABLES``), it gets no stdin (``input()`` fails at once), and what its process writes
 to stdout/stderr is read by nbci (``KernelOutput``), never passed to the job log directly. On
-Linux nbci is a child subreaper for the whole run and tags each kernel's environment
-(``TAG_VARIABLE``): when a notebook ends, its kernel's descendants die with it, also those that
-left its process tree (``setsid``, double fork) and were re-parented to nbci.
+Linux nbci is a child subreaper for the whole run, and every kernel leads a session of its own (no
+process can join another's session): a child of nbci outside nbci's session is a kernel or was left
+by one (``strays``). When a notebook ends, its kernel's descendants die with it, also those that
+left its process tree (``setsid``, double fork) and were re-parented to nbci, when they are in its
+session or carry its tag (``TAG_VARIABLE``, in each kernel's environment); when the run ends,
+every other one (an empty environment, a session of its own). nbci's own processes are not
+dumpable (``harden_process``), so a kernel cannot read their memory or environment.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ HIST_FILE_ARG = "--HistoryManager.hist_file=:memory:"
 HIDDEN_VARIABLES = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_STATE")
 HIDDEN_PREFIXES = ("ACTIONS_",)
 TAG_VARIABLE = "NBCI_KERNEL_TAG"  # "<run>-<n>": which kernel a process descends from
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+STRAY_ROUNDS = 10  # kill-and-rescan rounds at the run's end: a killed process's children come here next
 READ_CHUNK = 65536
 IOPUB_PROBE = 0.1  # seconds to wait for IOPub after each kernel_info reply before asking again
 
@@ -76,6 +82,12 @@ def become_subreaper() -> bool:
     return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+def harden_process() -> bool:
+    """Make this process non-dumpable (Linux): processes of the same user, kernels among them, can no
+    longer read its memory or ``/proc/PID/environ``; False where that failed. Undone by ``exec``."""
+    return prctl(PR_SET_DUMPABLE, 0)
+
+
 def child_pids(pid: int) -> List[int]:
     """The direct children of ``pid``: from /proc without scanning every process where Linux says."""
     try:
@@ -100,14 +112,22 @@ def descendants(pid: int) -> List[int]:
     return found
 
 
-def all_children(pid: int) -> List[int]:
+@dataclass(frozen=True)
+class Child:
+    """A direct child process and the session it belongs to (-1: unknown)."""
+
+    pid: int
+    session: int
+
+
+def children(pid: int) -> List[Child]:
     """Every direct child of ``pid``, from each process's /proc stat: unlike the ``children`` file, which
     Linux documents as unreliable while children come and go (kernels do, all the time here), this
-    misses none. Falls back to ``child_pids`` where there is no /proc."""
+    misses none. Falls back to ``child_pids``, sessions unknown, where there is no /proc."""
     try:
         entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
     except OSError:
-        return child_pids(pid)
+        return [Child(child, -1) for child in child_pids(pid)]
     found = []
     for name in entries:
         try:
@@ -115,32 +135,54 @@ def all_children(pid: int) -> List[int]:
                 stat = handle.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
-        if len(fields) > 1 and fields[1] == str(pid).encode():
-            found.append(int(name))
+        fields = stat[stat.rfind(b")") + 2:].split()  # after "pid (comm) ": state, ppid, pgrp, session, ...
+        if len(fields) > 3 and fields[1] == str(pid).encode():
+            found.append(Child(int(name), int(fields[3])))
     return found
 
 
-def tagged_children(tag: str) -> List[int]:
-    """This process's children that started with ``TAG_VARIABLE`` equal to ``tag`` or ``tag-...``."""
-    found = []
-    for pid in all_children(os.getpid()):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as handle:
-                variables = handle.read().split(b"\0")
-        except OSError:
-            continue
-        prefix = f"{TAG_VARIABLE}={tag}".encode()
-        if any(v == prefix or v.startswith(prefix + b"-") for v in variables):
-            found.append(pid)
-    return found
+def strays() -> List[Child]:
+    """This process's children outside its session: kernels, kernel templates, and whatever a kernel
+    started that was re-parented here, whatever its environment. nbci's own processes (helpers,
+    render workers, resource trackers) share its session; a kernel's descendants never can. Only a
+    subreaper (Linux) has children it did not start: elsewhere, none."""
+    if not sys.platform.startswith("linux"):
+        return []
+    session = os.getsid(0)
+    return [child for child in children(os.getpid()) if child.session != session]
 
 
-def kill_orphans(tag: str, spare: Optional[int] = None) -> None:
-    """Kill (and reap) the re-parented processes carrying ``tag``, with their descendants."""
-    orphans = [pid for pid in tagged_children(tag) if pid != spare]
-    kill_pids(pid for orphan in orphans for pid in [orphan] + descendants(orphan))
-    reap(orphans)
+def carries_tag(pid: int, tag: str) -> bool:
+    """Whether process ``pid`` started with ``TAG_VARIABLE`` equal to ``tag`` or ``tag-...``."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            variables = handle.read().split(b"\0")
+    except OSError:
+        return False
+    prefix = f"{TAG_VARIABLE}={tag}".encode()
+    return any(v == prefix or v.startswith(prefix + b"-") for v in variables)
+
+
+def kill_orphans(kernel_pid: int, tag: str) -> None:
+    """Kill (and reap) the re-parented processes that came from kernel ``kernel_pid``, with their
+    descendants: those in its session (it leads one) or carrying its tag."""
+    kill_with_descendants([child.pid for child in strays() if child.pid != kernel_pid
+                           and (child.session == kernel_pid or (tag and carries_tag(child.pid, tag)))])
+
+
+def kill_strays() -> None:
+    """Kill (and reap) every child outside this process's session, with its descendants, until none is left."""
+    for _ in range(STRAY_ROUNDS):
+        found = [child.pid for child in strays()]
+        if not found:
+            return
+        kill_with_descendants(found)
+
+
+def kill_with_descendants(pids: List[int]) -> None:
+    """SIGKILL ``pids``, our children, and all their descendants; reap ``pids``."""
+    kill_pids(pid for parent in pids for pid in [parent] + descendants(parent))
+    reap(pids)
 
 
 def kill_pids(pids: Iterable[int]) -> None:
@@ -284,7 +326,7 @@ class Kernel:
 
     def kill_tree(self) -> None:
         """SIGKILL the kernel's process group, every descendant, and every process that left its
-        tree for this one (re-parented orphans still carrying its tag)."""
+        tree for this one (re-parented orphans in its session or carrying its tag)."""
         pid = self.pid
         if pid is None:
             return
@@ -295,8 +337,7 @@ class Kernel:
             except (OSError, ProcessLookupError):
                 pass
         kill_pids(pids)
-        if self.tag:
-            kill_orphans(self.tag, spare=pid)
+        kill_orphans(pid, self.tag)
 
 
 def reap(pids: Iterable[int]) -> None:
@@ -373,6 +414,7 @@ class KernelLauncher:
         self.context = zmq.asyncio.Context()  # one for every kernel's manager and client: no per-kernel set-up and teardown
         self.run_tag = secrets.token_hex(6)
         self.subreaper = become_subreaper()
+        harden_process()  # this process drives kernels: they must not read its memory
         self.zygotes = Zygotes(self.runtime_dir, self.subreaper) if kernel_start == "fork" else None
         self._count = 0
         self._ipykernel: Dict[str, bool] = {}
@@ -467,12 +509,12 @@ class KernelLauncher:
             kernel.kill_tree()
 
     def close(self) -> None:
-        """Kill every kernel and every process any kernel of this run left behind; stop the templates."""
+        """Kill every kernel and every process any kernel left behind; stop the templates."""
         self.kill_all()
         if self.zygotes is not None:
             self.zygotes.close()
         if self.subreaper:
-            kill_orphans(self.run_tag)
+            kill_strays()
         self.context.destroy(linger=0)
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 

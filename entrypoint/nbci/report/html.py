@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
+from nbci.kernels import harden_process
 from nbci.report import Reporter, printable, problems_headline
 from nbci.results import NotebookResult, RunResult
 from nbci.text import clip
@@ -154,7 +155,9 @@ class HtmlReporter(Reporter):
 
 
 def quiet_worker() -> None:
-    """A render worker: low priority, deaf to the terminal's Ctrl-C (nbci decides), silent."""
+    """A render worker: low priority, deaf to the terminal's Ctrl-C (nbci decides), silent, not dumpable
+    (it inherits the runner's files in its environment)."""
+    harden_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(10)
