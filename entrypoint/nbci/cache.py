@@ -5,14 +5,18 @@ outputs: the code cells (sources and the tags that change execution, not markdow
 counts), the kernel (name, language), the options that change execution, the kernel's environment
 (its interpreter and every installed distribution, read from the kernel's own interpreter once per
 run), the dependency files from the notebook's folder up to the working directory, and the files
-``--cache-inputs`` names. The entry then lists every file under the working directory the kernel
-read while the notebook ran (``READ_RECORDER``, an audit hook installed by a silent request before
-the first cell) with its hash: the entry is stale as soon as one of them changed or disappeared.
+``--cache-inputs`` names. The entry then keeps every question the notebook asked below the working
+directory while it ran, with the answer it got (``nbci.recorder``, started by a silent request
+before the first cell): a file's content, whether and what a path is, a folder's names, an
+environment variable (a slow salted hash, never the value). The entry is stale as soon as one
+answer differs. What cannot be told whole (an incomplete recording, a file the notebook changed
+after reading it, one too large to hash) is not stored: a miss is safe, a false hit never is.
 
-Only passed notebooks are stored (never failures, never flaky passes), only for ipykernel kernels
-(where reads can be recorded). Entries are single JSON files written atomically; a damaged one is a
-miss with a warning. ``prune`` removes entries older than the maximum age and, oldest first, what
-exceeds ``MAX_BYTES``.
+Files are hashed only when their real path is inside the working directory and they are regular
+files of at most ``MAX_HASHED_BYTES`` (a link out, a FIFO or a device is never read).
+Only passed notebooks are stored (never failures, never flaky passes), only for ipykernel kernels.
+Entries are single JSON files written atomically; a damaged one is a miss with a warning. ``prune``
+removes entries older than the maximum age and, oldest first, what exceeds ``MAX_BYTES``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,13 +31,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nbformat import NotebookNode
 
-from nbci.files import inside, write_atomic
+from nbci import recorder
+from nbci.files import inside, open_inside, write_atomic
+from nbci.kernels import without_runner_files
+from nbci.recorder import listing_answer, stat_answer
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 MAX_BYTES = 2**30  # the cache folder's size cap after pruning
 EXECUTION_TAGS = frozenset({"skip-execution", "raises-exception", "parameters", "injected-parameters"})
 DEPENDENCY_FILES = ("requirements*.txt", "environment.yml", "environment.yaml", "pyproject.toml", "*.lock",
@@ -45,49 +51,44 @@ FINGERPRINT_SCRIPT = (
     "dists = sorted({(d.metadata['Name'] or '', d.version or '') for d in metadata.distributions()})\n"
     "print(json.dumps({'python': sys.version, 'distributions': dists}))\n"
 )
-# Run silently in the kernel before the first cell: remember every file opened for reading (and
-# every source file imported) below ROOT, on a module object only nbci asks for. Nothing enters the
-# notebook's namespace, history or outputs; a failure inside the hook never reaches the notebook.
-READ_RECORDER = """
-def _nbci_recorder(root):
-    import os, sys
-    found = set()
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    def hook(event, args):
-        if event != "open":
-            return
-        try:
-            path, mode, flags = args
-            if isinstance(path, int) or (mode is not None and any(c in mode for c in "wax+")):
-                return
-            if mode is None and flags & write_flags:
-                return
-            real = os.path.realpath(os.fsdecode(path))
-            if real.startswith(root):
-                found.add(real)
-        except Exception:
-            pass
-    sys.addaudithook(hook)
-    store = type(sys)("_nbci_reads")
-    store.found = found
-    sys.modules["_nbci_reads"] = store
-_nbci_recorder(%r)
-del _nbci_recorder
-"""
-READS_EXPRESSION = ("sorted(__import__('sys').modules['_nbci_reads'].found | {getattr(m, '__file__', None) or '' "
-                    "for m in list(__import__('sys').modules.values())})")
+MAX_HASHED_BYTES = 2**30  # a larger file read, input or dependency makes its notebook not cacheable
+RECORDER_SOURCE = Path(recorder.__file__).read_text(encoding="utf-8")
+ENV_ROUNDS = 20000  # PBKDF2 rounds of a variable's hash: a short secret is costly to guess from an entry
 
 
-def file_hash(path: Path) -> Optional[str]:
-    """The SHA-256 of a file's content, or None when it cannot be read."""
+def recorder_code(root: Path) -> str:
+    """The silent request that starts ``nbci.recorder`` in a kernel, for what it looks at below ``root``:
+    run in globals of its own, with builtins as they are before the first cell."""
+    source = f"{RECORDER_SOURCE}\ninstall({os.path.realpath(root)!r})\n"
+    return (f"exec(compile({source!r}, '<nbci recorder>', 'exec'), "
+            f"{{'__name__': {recorder.MODULE!r}, '__builtins__': __import__('builtins').__dict__.copy()}})")
+
+
+def path_answer(root: Path, relpath: str) -> Optional[str]:
+    """What is at ``root/relpath`` now: ``sha256:HEX`` of a regular file, else ``missing``, ``folder``
+    or ``other``; None for a link out of ``root`` or a file over ``MAX_HASHED_BYTES`` (never read)."""
+    real = os.path.realpath(root / relpath)
+    if not inside(Path(real), root):
+        return None
+    kind = stat_answer(real)
+    if not kind.startswith("file:"):
+        return kind
+    if int(kind[5:]) > MAX_HASHED_BYTES:
+        return None
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
+        with open_inside(root, relpath) as handle:
             for block in iter(lambda: handle.read(2**20), b""):
                 digest.update(block)
-    except OSError:
+                if handle.tell() > MAX_HASHED_BYTES:
+                    return None
+    except OSError:  # gone or replaced since: not a file to trust
         return None
-    return digest.hexdigest()
+    return "sha256:" + digest.hexdigest()
+
+
+class NotCacheable(Exception):
+    """A file the key depends on cannot be hashed: the notebook runs, and is not kept."""
 
 
 def parse_age(text: str) -> Optional[float]:
@@ -110,7 +111,7 @@ class Entry:
     created: float
     result: Dict[str, Any]
     notebook: Dict[str, Any]
-    reads: Dict[str, str]  # path relative to the root -> SHA-256 when it ran
+    answers: Dict[str, str]  # each question the notebook asked (see ``ExecutionCache.answer``) -> its answer
     commit: Optional[str] = None
     run_id: Optional[str] = None
     version: int = ENTRY_VERSION
@@ -134,10 +135,13 @@ class ExecutionCache:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def __post_init__(self) -> None:
+        self.root = Path(os.path.realpath(self.root))
         self._lock = threading.Lock()
         self._fingerprints: Dict[str, str] = {}
-        self._folder_hashes: Dict[Path, List[Tuple[str, Optional[str]]]] = {}
+        self._folder_hashes: Dict[Path, List[Tuple[str, str]]] = {}
         self._inputs_hash: Optional[str] = None
+        self._kernel_environ = without_runner_files(self.environ)
+        self._env_answers: Dict[str, str] = {}
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -160,11 +164,12 @@ class ExecutionCache:
                 self._fingerprints[kernel] = environment_fingerprint(kernel, self.environ)
             return self._fingerprints[kernel]
 
-    def dependencies(self, folder: Path) -> List[Tuple[str, Optional[str]]]:
-        """The dependency files in ``folder`` and every folder above it up to the root, with hashes."""
+    def dependencies(self, folder: Path) -> List[Tuple[str, str]]:
+        """The dependency files in ``folder`` and every folder above it up to the root, with what is
+        there (``path_answer``); ``NotCacheable`` when one cannot be hashed."""
         with self._lock:
             if folder not in self._folder_hashes:
-                found: List[Tuple[str, Optional[str]]] = []
+                found: List[Tuple[str, str]] = []
                 current = folder
                 while inside(current, self.root):
                     try:
@@ -173,8 +178,8 @@ class ExecutionCache:
                         names = []
                     for name in names:
                         if any(fnmatch.fnmatch(name, pattern) for pattern in DEPENDENCY_FILES):
-                            path = current / name
-                            found.append((path.relative_to(self.root).as_posix(), file_hash(path)))
+                            relpath = (current / name).relative_to(self.root).as_posix()
+                            found.append((relpath, self.known_answer(relpath)))
                     if current == self.root:
                         break
                     current = current.parent
@@ -190,11 +195,82 @@ class ExecutionCache:
             if self._inputs_hash is None:
                 digest = hashlib.sha256()
                 found = {p for pattern in self.inputs for p in self.root.glob(pattern)
-                         if p.is_file() and inside(Path(os.path.realpath(p)), self.root.resolve())}
+                         if p.is_file() and inside(Path(os.path.realpath(p)), self.root)}
                 for path in sorted(found):
-                    digest.update(f"{path.relative_to(self.root).as_posix()}\0{file_hash(path)}\0".encode())
+                    relpath = path.relative_to(self.root).as_posix()
+                    digest.update(f"{relpath}\0{self.known_answer(relpath)}\0".encode())
                 self._inputs_hash = digest.hexdigest()
             return self._inputs_hash
+
+    def known_answer(self, relpath: str) -> str:
+        """``path_answer`` for a file the key depends on; ``NotCacheable`` when it cannot be hashed."""
+        answer = path_answer(self.root, relpath)
+        if answer is None:
+            raise NotCacheable(f"{relpath} is a link out of the working directory or over "
+                               f"{MAX_HASHED_BYTES // 2**30} GiB")
+        return answer
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def answer(self, question: str) -> Optional[str]:
+        """The answer now to a recorded question: ``file:PATH`` (its content), ``stat:PATH`` (what is
+        there), ``list:PATH`` (a folder's names), ``env:NAME`` (a variable's hash, ``*``: all of them);
+        paths relative to the root, never followed out of it. None: no answer that could match."""
+        kind, _, subject = question.partition(":")
+        if kind == "env":
+            return self.env_answer(subject)
+        real = os.path.realpath(self.root / subject)
+        if not inside(Path(real), self.root):
+            return None
+        if kind == "file":
+            return path_answer(self.root, subject)
+        return stat_answer(real) if kind == "stat" else listing_answer(real) if kind == "list" else None
+
+    def env_answer(self, name: str) -> str:
+        """A salted, slow hash of the variable ``name`` as kernels get it (``*``: all of them), or ``unset``."""
+        with self._lock:
+            if name not in self._env_answers:
+                env = self._kernel_environ
+                value = json.dumps(sorted(env.items())) if name == "*" else env.get(name)
+                self._env_answers[name] = "unset" if value is None else hashlib.pbkdf2_hmac(
+                    "sha256", value.encode("utf-8", "surrogateescape"), f"nbci-env:{name}".encode(), ENV_ROUNDS).hex()
+            return self._env_answers[name]
+
+    def relative_reads(self, recording: Optional[Mapping[str, Any]]) -> Optional[Dict[str, str]]:
+        """The answers to keep from a kernel's recording (``nbci.recorder``), paths relative to the root;
+        None when it cannot be trusted whole: incomplete, a folder too large, or a file it read that
+        changed since (the notebook wrote it) or cannot be hashed."""
+        if not recording or recording.get("complete") is not True:
+            return None
+        answers: Dict[str, str] = {}
+        opened = recording.get("opened", {})
+        for question, seen in recording.get("answers", {}).items():
+            kind, _, path = question.partition(":")
+            if kind == "env":
+                answers[question] = self.env_answer(path)
+                continue
+            real = Path(path)
+            if not inside(real, self.root) or seen == "too-many":
+                return None
+            relative = real.relative_to(self.root)
+            if any(part in ("site-packages", "__pycache__") for part in relative.parts):
+                continue  # installed packages: the environment's fingerprint covers them
+            if kind == "file":
+                seen = self.read_answer(path, opened.get(path), seen)
+                if seen is None:
+                    return None
+            answers[f"{kind}:{relative.as_posix()}"] = seen
+        return answers
+
+    def read_answer(self, real: str, modified: Optional[int], seen: str) -> Optional[str]:
+        """The hash of a file the notebook read, when it is still as it was when first opened."""
+        try:
+            info = os.stat(real)
+        except OSError:
+            return None
+        if info.st_mtime_ns != modified or seen != f"file:{info.st_size}":
+            return None
+        return path_answer(self.root, os.path.relpath(real, self.root))
 
     # --- entries ------------------------------------------------------------------------------
 
@@ -207,28 +283,28 @@ class ExecutionCache:
         path = self.path(key)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("version") != ENTRY_VERSION:
+                return None, None  # written by another nbci version
             entry = Entry(**data)
-            if entry.version != ENTRY_VERSION or entry.key != key:
-                raise ValueError("written by another nbci version")
+            if entry.key != key or not isinstance(entry.answers, dict):
+                raise ValueError("not this key's entry")
         except FileNotFoundError:
             return None, None
         except (OSError, ValueError, TypeError, RecursionError) as exc:
             return None, f"its execution-cache entry {path} is damaged ({type(exc).__name__}): ran it again"
         if self.max_age is not None and time.time() - entry.created > self.max_age:
             return None, None
-        for read, digest in entry.reads.items():
-            if file_hash(self.root / read) != digest:
-                return None, None
+        if any(self.answer(question) != answer for question, answer in entry.answers.items()):
+            return None, None
         return entry, None
 
-    def store(self, key: str, result: Dict[str, Any], notebook: NotebookNode, reads: Iterable[str]) -> None:
-        """Keep a passed notebook's result, its executed copy and the hashes of what it read."""
-        hashes = {}
-        for path in sorted(set(reads)):
-            digest = file_hash(self.root / path)
-            if digest is not None:
-                hashes[path] = digest
-        entry = Entry(key=key, created=time.time(), result=result, notebook=dict(notebook), reads=hashes,
+    def store(self, key: str, result: Dict[str, Any], notebook: NotebookNode,
+              answers: Optional[Dict[str, str]]) -> None:
+        """Keep a passed notebook's result, its executed copy and the answers to what it asked
+        (``relative_reads``); nothing when those are unknown."""
+        if answers is None:
+            return
+        entry = Entry(key=key, created=time.time(), result=result, notebook=dict(notebook), answers=answers,
                       commit=self.environ.get("GITHUB_SHA") or None, run_id=self.environ.get("GITHUB_RUN_ID") or None)
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,28 +327,6 @@ class ExecutionCache:
                     total -= size
                 except OSError:
                     pass
-
-    def relative_reads(self, paths: Iterable[str]) -> List[str]:
-        """The recorded paths worth keeping: files under the root, outside hidden folders, sources
-        for compiled files; relative to the root."""
-        kept = set()
-        for raw in paths:
-            if not raw:
-                continue
-            path = raw
-            if path.endswith(".pyc") and "__pycache__" in path:
-                try:
-                    path = importlib.util.source_from_cache(path)
-                except ValueError:
-                    continue
-            real = Path(os.path.realpath(path))
-            if not inside(real, self.root) or not real.is_file():
-                continue
-            relative = real.relative_to(self.root)
-            if any(part.startswith(".") or part in ("site-packages", "__pycache__") for part in relative.parts):
-                continue
-            kept.add(relative.as_posix())
-        return sorted(kept)
 
 
 def environment_fingerprint(kernel: str, environ: Mapping[str, str]) -> str:

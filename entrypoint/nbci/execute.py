@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import math
-import os
 from warnings import catch_warnings, simplefilter
 import re
 import time
@@ -23,12 +23,13 @@ from nbclient.exceptions import CellExecutionComplete, CellExecutionError, CellT
 from nbformat import NotebookNode
 
 from nbci import results as st
-from nbci.cache import READ_RECORDER, READS_EXPRESSION
+from nbci.cache import recorder_code
 from nbci.errors import InvalidNotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
 from nbci.locate import json_error_line
+from nbci.recorder import REPORT_EXPRESSION
 from nbci.results import MESSAGE_CHARS, CellError, NotebookResult
 from nbci.text import clip, escape_surrogates
 from nbci.text_notebooks import is_text_path, read_text_notebook
@@ -175,7 +176,7 @@ class Watch:
     peak_rss: Optional[int] = None
     kill_reason: Optional[Tuple[str, str, str]] = None  # (status, ename, message) when nbci killed the kernel
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook
-    reads: Optional[List[str]] = None  # what the kernel read, when recorded for the execution cache
+    reads: Optional[Dict[str, Any]] = None  # what the kernel looked at (nbci.recorder), for the execution cache
     warnings: List[str] = field(default_factory=list)  # what was left out of the executed copy, one line each
 
     @property
@@ -235,7 +236,7 @@ class NbciClient(NotebookClient):
         if "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
         if self.record_reads is not None:
-            await self.silent(READ_RECORDER % (os.path.join(os.path.realpath(self.record_reads), ""),))
+            await self.silent(recorder_code(self.record_reads))
         for index, cell in enumerate(self.nb.cells):
             self.watch.cell_index = index
             self.watch.cell_source = cell.source if cell.cell_type == "code" else ""
@@ -252,14 +253,17 @@ class NbciClient(NotebookClient):
         reply = await self.async_wait_for_reply(msg_id)
         return (reply or {}).get("content", {})
 
-    async def recorded_reads(self) -> Optional[List[str]]:
-        """The files the kernel read (and the modules it imported), as READ_RECORDER kept them."""
-        content = await self.silent("", {"reads": READS_EXPRESSION})
+    async def recorded_reads(self) -> Optional[Dict[str, Any]]:
+        """What the kernel looked at, as ``nbci.recorder`` kept it; None when it cannot be told (the
+        notebook broke or imitated the recorder): then the result is not cached."""
+        content = await self.silent("", {"reads": REPORT_EXPRESSION})
         value = content.get("user_expressions", {}).get("reads", {})
         try:
-            return [str(path) for path in ast.literal_eval(value["data"]["text/plain"])]
+            reports = ast.literal_eval(value["data"]["text/plain"])
+            report = json.loads(reports[0]) if isinstance(reports, list) and len(reports) == 1 else None
         except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return None  # not recorded: the result is not cached
+            return None
+        return report if isinstance(report, dict) else None
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:

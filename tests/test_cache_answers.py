@@ -1,0 +1,124 @@
+"""The execution cache never passes what now fails: every answer a notebook got (a listing, an
+existence check, a failed open, a variable) is checked again, and what cannot be told is not kept."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import Project
+from nbci.cache import MAX_HASHED_BYTES, path_answer
+from test_cache import cached_run, entries, statuses
+
+# notebook -> (its cell, what to change between the runs so that it fails)
+PATTERNS = {
+    "listdir.ipynb": ("import os\nassert os.listdir('d') == ['a']", lambda root: (root / "d/b").write_text("")),
+    "glob.ipynb": ("import glob\nassert glob.glob('g/*.csv') == ['g/a.csv']", lambda root: (root / "g/b.csv").write_text("")),
+    "scandir.ipynb": ("import os\nassert [e.name for e in os.scandir('s')] == ['a']", lambda root: (root / "s/b").write_text("")),
+    "iterdir.ipynb": ("from pathlib import Path\nassert [p.name for p in Path('i').iterdir()] == ['a']",
+                      lambda root: (root / "i/b").write_text("")),
+    "pathglob.ipynb": ("from pathlib import Path\nassert len(list(Path('pg').glob('*.txt'))) == 1",
+                       lambda root: (root / "pg/b.txt").write_text("")),
+    "exists.ipynb": ("import os\nassert not os.path.exists('flag')", lambda root: (root / "flag").write_text("")),
+    "pathexists.ipynb": ("from pathlib import Path\nassert Path('pflag').exists()", lambda root: (root / "pflag").unlink()),
+    "kind.ipynb": ("import os, stat\nassert stat.S_ISREG(os.stat('kind').st_mode)",
+                   lambda root: ((root / "kind").unlink(), (root / "kind").mkdir())),
+    "fallback.ipynb": ("try:\n    value = open('optional.cfg').read()\nexcept FileNotFoundError:\n    value = 'default'\n"
+                       "assert value == 'default'", lambda root: (root / "optional.cfg").write_text("custom")),
+    "hidden.ipynb": ("assert open('.data/x.csv').read() == '1'", lambda root: (root / ".data/x.csv").write_text("2")),
+    "dotenv.ipynb": ("assert 'DEBUG' not in open('.env').read()", lambda root: (root / ".env").write_text("DEBUG=1\n")),
+    "sqlite.ipynb": ("import sqlite3\nassert sqlite3.connect('db.sqlite').execute('select v from t').fetchone() == (1,)",
+                     lambda root: sqlite3.connect(root / "db.sqlite").execute("update t set v = 2").connection.commit()),
+    "rplus.ipynb": ("with open('rw.txt', 'r+') as f:\n    assert f.read() == 'ok'", lambda root: (root / "rw.txt").write_text("bad")),
+    "environ.ipynb": ("import os\nassert os.environ['MODE'] == 'secret-' + 'mode-4711'", lambda root: None),
+    "getenv.ipynb": ("import os\nassert os.getenv('LEVEL') is None", lambda root: None),
+    "contains.ipynb": ("import os\nassert 'FLAG' not in os.environ", lambda root: None),
+}
+
+
+@pytest.fixture
+def patterns(project: Project) -> Project:
+    for folder in ("d", "g", "s", "i", "pg", ".data"):
+        (project.root / folder).mkdir()
+    for path, text in {"d/a": "", "g/a.csv": "", "s/a": "", "i/a": "", "pg/a.txt": "", "pflag": "", "kind": "",
+                       ".data/x.csv": "1", ".env": "X=1\n", "rw.txt": "ok"}.items():
+        (project.root / path).write_text(text)
+    with sqlite3.connect(project.root / "db.sqlite") as db:
+        db.execute("create table t (v)")
+        db.execute("insert into t values (1)")
+    db.close()
+    for name, (source, _) in PATTERNS.items():
+        project.write(name, source)
+    return project
+
+
+def test_every_answer_a_notebook_got_is_checked_again(patterns: Project) -> None:
+    first = cached_run(patterns, env={"MODE": "secret-mode-4711"})
+    assert set(statuses(first).values()) == {"passed"}, first.stdout
+    assert len(entries(patterns)) == len(PATTERNS)
+    assert not any("secret-mode-4711" in path.read_text() for path in entries(patterns))  # hashed, never in clear
+    again = cached_run(patterns, env={"MODE": "secret-mode-4711"})
+    assert set(statuses(again).values()) == {"cached"}
+    for _, change in PATTERNS.values():
+        change(patterns.root)
+    second = cached_run(patterns, env={"MODE": "another", "LEVEL": "1", "FLAG": ""})
+    assert statuses(second) == {name: "failed" for name in PATTERNS}
+
+
+def test_a_notebook_that_shadows_builtins_is_still_recorded(project: Project) -> None:
+    (project.root / "data.csv").write_text("1")
+    project.write("shadows.ipynb", "sorted = set = getattr = str = list = len = json = isinstance = None\n"
+                                   "__import__ = object = type = None", "assert open('data.csv').read() == '1'")
+    cached_run(project)
+    assert statuses(cached_run(project)) == {"shadows.ipynb": "cached"}
+    (project.root / "data.csv").write_text("2")
+    assert statuses(cached_run(project)) == {"shadows.ipynb": "failed"}
+
+
+def test_a_notebook_that_tampers_with_the_recorder_is_not_kept_or_misread(project: Project) -> None:
+    (project.root / "data.csv").write_text("1")
+    project.write("modules.ipynb", "import sys, types\nfake = types.ModuleType('_nbci_reads')\nfake.found = set()\n"
+                                   "sys.modules['_nbci_reads'] = fake", "assert open('data.csv').read() == '1'")
+    project.write("imitates.ipynb", "class Recording:\n    __module__ = '_nbci_reads'\n"
+                                    "    report = staticmethod(lambda: '{\"complete\": true, \"answers\": {}}')",
+                  "assert open('data.csv').read() == '1'")
+    project.write("unwraps.ipynb", "import os, posix\nos.stat = posix.stat", "assert open('data.csv').read() == '1'")
+    cached_run(project)
+    assert [path.name for path in entries(project)] and len(entries(project)) == 1  # only modules.ipynb is kept
+    (project.root / "data.csv").write_text("2")
+    assert set(statuses(cached_run(project)).values()) == {"failed"}
+
+
+def test_a_notebook_asking_too_much_is_not_kept(project: Project) -> None:
+    project.write("walks.ipynb", "import os\nfor i in range(20001):\n    os.path.exists(f'n{i}')")
+    cached_run(project)
+    assert entries(project) == []
+
+
+def test_links_and_fifos_are_never_followed_out_or_read(project: Project) -> None:
+    (project.root / "data.csv").write_text("abc")
+    project.write("reads.ipynb", "assert open('data.csv').read(3) == 'abc'")
+    project.write("sub/plain.ipynb", "x = 1")
+    os.mkfifo(project.root / "sub" / "requirements.txt")
+    assert set(statuses(cached_run(project)).values()) == {"passed"}  # the FIFO never blocks the key
+    (project.root / "requirements.txt").symlink_to("/dev/zero")
+    (project.root / "data.csv").unlink()
+    (project.root / "data.csv").symlink_to("/dev/zero")
+    run = project.run("run", "--cache-dir", "nbci-cache", "--timeout", "60", timeout=120)
+    assert statuses(run) == {"reads.ipynb": "failed", "sub/plain.ipynb": "passed"}
+    assert "could not be used" in run.stdout
+
+
+def test_answers_are_bounded_and_stay_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "big").touch()
+    os.truncate(root / "big", MAX_HASHED_BYTES + 1)  # sparse: never read
+    (root / "outside").symlink_to(tmp_path)
+    (tmp_path / "secret").write_text("x")
+    (root / "small").write_text("x")
+    assert path_answer(root, "big") is None and path_answer(root, "outside/secret") is None
+    assert path_answer(root, "small").startswith("sha256:") and path_answer(root, "gone") == "missing"
