@@ -20,6 +20,7 @@ dumpable (``harden_process``), so a kernel cannot read their memory or environme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import secrets
@@ -32,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Set
+from typing import Any, Dict, Hashable, Iterable, Iterator, List, Mapping, Optional, Set
 
 import psutil
 import zmq.asyncio
@@ -56,10 +57,27 @@ READ_CHUNK = 65536
 IOPUB_PROBE = 0.1  # seconds to wait for IOPub after each kernel_info reply before asking again
 
 
+def is_runner_file(variable: str) -> bool:
+    """Whether ``variable`` names one of the runner's command files or tokens (what only the coordinator may touch)."""
+    return variable in HIDDEN_VARIABLES or variable.startswith(HIDDEN_PREFIXES)
+
+
 def without_runner_files(environ: Mapping[str, str]) -> Dict[str, str]:
-    """``environ`` less the runner's command files and tokens (what only the coordinator may touch)."""
-    return {key: value for key, value in environ.items()
-            if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
+    """``environ`` less the runner's command files and tokens."""
+    return {key: value for key, value in environ.items() if not is_runner_file(key)}
+
+
+@contextlib.contextmanager
+def runner_files_hidden() -> Iterator[None]:
+    """``os.environ`` less the runner's command files and tokens while the block starts processes (which
+    inherit it, and which kernels could read); as it was afterwards. Only while no other thread runs."""
+    hidden = {key: value for key, value in os.environ.items() if is_runner_file(key)}
+    for key in hidden:
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
 
 
 def kernel_environment(environ: Mapping[str, str], tag: str) -> Dict[str, str]:

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
-from nbci.kernels import harden_process
+from nbci.kernels import runner_files_hidden
 from nbci.report import Reporter, printable, problems_headline
 from nbci.results import NotebookResult, RunResult
 from nbci.text import clip
@@ -104,14 +104,16 @@ class HtmlReporter(Reporter):
 
     def run_started(self, paths: List[str], config: Config) -> None:
         """Start the render workers now, before any thread or helper exists, from ``INSTALL_FOLDER``
-        (multiprocessing starts them in the current folder, which is the repository's)."""
+        (multiprocessing starts them in the current folder, which is the repository's), without the
+        runner's files in their environment (and their resource tracker's), where kernels could read them."""
         if not paths:
             return
         context = multiprocessing.get_context("spawn")
         here = os.getcwd()
         os.chdir(INSTALL_FOLDER)
         try:
-            self._pool = context.Pool(max(1, min(4, self.config.jobs // 4)), initializer=quiet_worker)
+            with runner_files_hidden():
+                self._pool = context.Pool(max(1, min(4, self.config.jobs // 4)), initializer=quiet_worker)
         finally:
             os.chdir(here)
 
@@ -155,9 +157,7 @@ class HtmlReporter(Reporter):
 
 
 def quiet_worker() -> None:
-    """A render worker: low priority, deaf to the terminal's Ctrl-C (nbci decides), silent, not dumpable
-    (it inherits the runner's files in its environment)."""
-    harden_process()
+    """A render worker: low priority, deaf to the terminal's Ctrl-C (nbci decides), silent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.nice(10)
