@@ -85,6 +85,23 @@ def test_a_passing_text_notebook_passes(project: Project) -> None:
     assert run.executed("ok.py.ipynb").cells[1].outputs[0]["text"] == "ran 42\n"
 
 
+def test_a_text_notebook_and_the_ipynb_named_like_its_copy_each_keep_their_copy(project: Project) -> None:
+    (project.root / "a.py").write_text("# %%\nprint('from a.py')\n", encoding="utf-8")
+    project.write("a.py.ipynb", "print('from a.py.ipynb')")
+    project.write("a.py.text.ipynb", "print('from a.py.text.ipynb')")
+    (project.root / "x.md").write_text(MYST, encoding="utf-8")
+    project.write("x.md.ipynb", "print('from x.md.ipynb')")
+    run = project.run("run", "a.py", "x.md", "*.ipynb", "--jobs", "1")
+    copies = {nb["path"]: nb["output_path"] for nb in run.results["notebooks"]}
+    assert copies == {"a.py": "nbci-output/a.py.text-2.ipynb", "a.py.ipynb": "nbci-output/a.py.ipynb",
+                      "a.py.text.ipynb": "nbci-output/a.py.text.ipynb", "x.md": "nbci-output/x.md.text.ipynb",
+                      "x.md.ipynb": "nbci-output/x.md.ipynb"}
+    for path in ("a.py", "a.py.ipynb", "a.py.text.ipynb", "x.md.ipynb"):
+        copy = run.executed(copies[path][len("nbci-output/"):])
+        assert copy.cells[-1].outputs[0]["text"] == f"from {path}\n"
+    assert run.executed("x.md.text.ipynb").metadata["nbci"]["status"] == "failed"
+
+
 def test_globs_pick_up_only_text_files_that_are_notebooks(project: Project) -> None:
     write_twins(project)
     (project.root / "py" / "helper.py").write_text("def helper():\n    return 1\n", encoding="utf-8")

@@ -62,6 +62,7 @@ class Config:
     cache_max_age: Optional[float] = 7 * 86400.0  # seconds; None: no limit
     cache_inputs: List[str] = field(default_factory=list)  # globs whose files join every key
     no_cache: bool = False
+    copy_names: Dict[str, str] = field(default_factory=dict)  # text notebooks' copies not named PATH.ipynb
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

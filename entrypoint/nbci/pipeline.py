@@ -32,6 +32,7 @@ from nbci.results import ERROR, RunResult, results_json
 from nbci.schedule import Scheduler
 from nbci.settings import settings_for
 from nbci.shard import matrix, parse_shard, select_shard
+from nbci.text_notebooks import copy_names
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -147,7 +148,9 @@ def list_notebooks(config: Config, as_json: bool, shards: Optional[int]) -> int:
 def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
     """Discover, run and report; return the exit code. Reports are written whatever happens."""
     with job_log(config) as log:
-        paths = narrow(config, find_notebooks(config))
+        found = find_notebooks(config)
+        config.copy_names = copy_names(found)  # over every shard's notebooks, so that shards agree
+        paths = narrow(config, found)
         prepare_output_dir(config, paths)
         reporters = make_reporters(config, environ, log)
         scheduler = Scheduler(config, reporters)

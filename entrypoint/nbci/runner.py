@@ -334,7 +334,7 @@ class Runner:
             target = Path(os.path.realpath(self.config.root / job.path))  # read from there: inside the root
             base = target.parent
         else:  # a text notebook's copy always goes to the output folder: its source stays text
-            target, base = self.config.output_dir / copy_name(job.path), self.config.output_dir
+            target, base = self.config.output_dir / copy_name(job.path, self.config.copy_names), self.config.output_dir
         try:
             write_notebook(nb, target, base)
         except (OSError, ValueError, RecursionError) as exc:

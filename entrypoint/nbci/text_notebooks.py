@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Dict, Iterable, Mapping, Optional
 
 from nbformat import NotebookNode
 
@@ -31,10 +32,27 @@ def is_text_path(path: str) -> bool:
     return path.endswith(TEXT_EXTENSIONS)
 
 
-def copy_name(path: str) -> str:
+def copy_name(path: str, renamed: Optional[Mapping[str, str]] = None) -> str:
     """Where a notebook's executed copy goes, relative to the output folder: text notebooks as
-    ``.ipynb`` beside their name (``a/b.py`` -> ``a/b.py.ipynb``)."""
-    return f"{path}.ipynb" if is_text_path(path) else path
+    ``.ipynb`` beside their name (``a/b.py`` -> ``a/b.py.ipynb``), unless ``renamed`` (from
+    ``copy_names``) names another."""
+    return (renamed or {}).get(path) or (f"{path}.ipynb" if is_text_path(path) else path)
+
+
+def copy_names(paths: Iterable[str]) -> Dict[str, str]:
+    """The copies of the text notebooks among ``paths`` whose usual copy name is another of
+    ``paths`` (``a.py`` beside ``a.py.ipynb``): ``a.py.text.ipynb``, or ``a.py.text-2.ipynb``, ... while
+    that is taken too. Every notebook in ``paths`` then has a copy of its own."""
+    taken = set(paths)
+    renamed: Dict[str, str] = {}
+    for path in sorted(path for path in taken if is_text_path(path) and copy_name(path) in taken):
+        name, number = f"{path}.text.ipynb", 1
+        while name in taken:
+            number += 1
+            name = f"{path}.text-{number}.ipynb"
+        renamed[path] = name
+        taken.add(name)
+    return renamed
 
 
 def not_a_notebook(text: str, suffix: str) -> str:
