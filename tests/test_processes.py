@@ -32,8 +32,8 @@ def alive(pid: int, seconds: str) -> bool:
 
 # A daemon in a session of its own with an empty environment: nothing ties it to its kernel.
 DETACHED = ("import subprocess\n"
-            "subprocess.run(['setsid', 'sh', '-c', 'env -i sleep {seconds} </dev/null >/dev/null 2>&1 & echo $! > {name}'],"
-            " check=True)")
+            "subprocess.run(['setsid', 'sh', '-c',\n"
+            "                'env -i sleep {seconds} </dev/null >/dev/null 2>&1 & echo $! > {name}'], check=True)")
 # A daemon in its kernel's session, but in a process group of its own and with an empty environment.
 REGROUPED = ("import subprocess, sys\n"
              "code = ('import os, subprocess; p = subprocess.Popen([\"/bin/sleep\", \"{seconds}\"], env={{}}, '\n"
@@ -86,8 +86,9 @@ def test_daemons_die_with_their_notebook_and_spare_the_others(project: Project) 
     assert gone_soon(daemon_pid(project, "second.pid"), "313")
 
 
-# Every process whose environment the kernel can read and that holds the runner's command file
-# (nbci's own, its helpers', render workers', their resource tracker's): who owns its environ file.
+# Who owns the environ file of every process whose environment the kernel can read and holds the
+# runner's command file (nbci's own, render workers', their resource tracker's), and of the kernel's
+# parent (nbci, or a helper process).
 SHOWING = ("import json, os\n"
            "marker, seen = %r, []\n"
            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
@@ -98,7 +99,8 @@ SHOWING = ("import json, os\n"
            "                seen.append([owner.st_uid, owner.st_gid])\n"
            "    except OSError:\n"
            "        pass\n"
-           "print(json.dumps(seen))")
+           "parent = os.stat(f'/proc/{os.getppid()}/environ')\n"
+           "print(json.dumps([seen, [parent.st_uid, parent.st_gid]]))")
 
 
 @pytest.mark.parametrize("options", [["--jobs", "1"], ["--jobs", "2"], ["--jobs", "1", "--html"]])
@@ -115,7 +117,8 @@ def test_kernels_cannot_read_the_runners_files_from_nbcis_processes(project: Pro
                           env=nbci_env({"GITHUB_ENV": marker}), group=65534 if root else None,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
-    seen = json.loads(nbformat.read(str(project.root / "nbci-output" / "peek.ipynb"), 4).cells[0].outputs[0]["text"])
+    executed = nbformat.read(str(project.root / "nbci-output" / "peek.ipynb"), 4)
+    seen, parent = json.loads(executed.cells[0].outputs[0]["text"])
     if root:  # root reads every process's environment: nbci's own coordinator is seen, not dumpable
         assert seen
-    assert all(owner == [0, 0] for owner in seen), seen
+    assert all(owner == [0, 0] for owner in seen + [parent]), (seen, parent)
