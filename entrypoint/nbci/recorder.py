@@ -142,7 +142,7 @@ def note_open(path, mode="r", flags=0):
         creates, reads = "w" in mode or "x" in mode, "r" in mode or "+" in mode
     if creates:
         note_check(os.path.dirname(real))
-        Recording.produced.add(real)
+        produce(real)
         return
     if not reads:
         return
@@ -151,8 +151,8 @@ def note_open(path, mode="r", flags=0):
         Recording.complete = Recording.complete and answer in ("missing", "folder")  # a FIFO, a device
         ask("stat:" + real, lambda: answer)
     elif "file:" + real not in Recording.answers:
-        Recording.opened[real] = STAT(real).st_mtime_ns
         ask("file:" + real, lambda: answer)
+        Recording.opened[real] = STAT(real).st_mtime_ns
 
 
 def note_database(database):
@@ -168,6 +168,14 @@ def note_created(path, dir_fd=-1):
     """A folder made or a file renamed into place: the notebook's own when nothing was there."""
     real = resolve(path, None if dir_fd == -1 else dir_fd)
     if real is not None and stat_answer(real) == "missing":
+        produce(real)
+
+
+def produce(real):
+    """Note that the notebook created ``real`` (bounded as the questions are)."""
+    if len(Recording.produced) >= MAX_QUESTIONS:
+        Recording.complete = False
+    else:
         Recording.produced.add(real)
 
 
