@@ -67,7 +67,8 @@ def test_a_daemon_without_environment_or_session_dies_with_the_run(project: Proj
         assert list(run.output_dir.rglob("detach*.html")), run.stderr
 
 
-def test_daemons_die_with_their_notebook_and_spare_the_others(project: Project) -> None:
+@pytest.mark.parametrize("start", ["spawn", "fork"])
+def test_daemons_die_with_their_notebook_and_spare_the_others(project: Project, start: str) -> None:
     """Two notebooks at once in a helper process: the first one's daemon (its kernel's session) dies
     when it ends; the second's (a session of its own: whose it is cannot be told) lives on while the
     second still runs, and dies at the end of the run."""
@@ -79,7 +80,7 @@ def test_daemons_die_with_their_notebook_and_spare_the_others(project: Project) 
                   "    assert time.monotonic() < deadline, 'the first notebook\\'s daemon outlived it'\n"
                   "    time.sleep(0.05)\n"
                   "assert alive(int(pathlib.Path('second.pid').read_text()), '313')")
-    run = project.run("run", "--jobs", "2")
+    run = project.run("run", "--jobs", "2", "--kernel-start", start, env={"PYTHONHASHSEED": "0"})
     assert run.code == 0, run.stdout + run.stderr
     assert [nb["status"] for nb in run.results["notebooks"]] == ["passed", "passed"]
     assert gone_soon(daemon_pid(project, "first.pid"), "312")
