@@ -22,6 +22,8 @@ PATTERNS = {
                       lambda root: (root / "i/b").write_text("")),
     "pathglob.ipynb": ("from pathlib import Path\nassert len(list(Path('pg').glob('*.txt'))) == 1",
                        lambda root: (root / "pg/b.txt").write_text("")),
+    "walk.ipynb": ("import os\nassert [f for _, _, files in os.walk('w') for f in files] == ['a']",
+                   lambda root: ((root / "w/a").unlink(), (root / "w/a").mkdir())),
     "exists.ipynb": ("import os\nassert not os.path.exists('flag')", lambda root: (root / "flag").write_text("")),
     "pathexists.ipynb": ("from pathlib import Path\nassert Path('pflag').exists()", lambda root: (root / "pflag").unlink()),
     "kind.ipynb": ("import os, stat\nassert stat.S_ISREG(os.stat('kind').st_mode)",
@@ -36,14 +38,15 @@ PATTERNS = {
     "environ.ipynb": ("import os\nassert os.environ['MODE'] == 'secret-' + 'mode-4711'", lambda root: None),
     "getenv.ipynb": ("import os\nassert os.getenv('LEVEL') is None", lambda root: None),
     "contains.ipynb": ("import os\nassert 'FLAG' not in os.environ", lambda root: None),
+    "copies.ipynb": ("import os\nassert 'LEVEL' not in os.environ.copy()", lambda root: None),
 }
 
 
 @pytest.fixture
 def patterns(project: Project) -> Project:
-    for folder in ("d", "g", "s", "i", "pg", ".data"):
+    for folder in ("d", "g", "s", "i", "pg", "w", ".data"):
         (project.root / folder).mkdir()
-    for path, text in {"d/a": "", "g/a.csv": "", "s/a": "", "i/a": "", "pg/a.txt": "", "pflag": "", "kind": "",
+    for path, text in {"d/a": "", "w/a": "", "g/a.csv": "", "s/a": "", "i/a": "", "pg/a.txt": "", "pflag": "", "kind": "",
                        ".data/x.csv": "1", ".env": "X=1\n", "rw.txt": "ok"}.items():
         (project.root / path).write_text(text)
     with sqlite3.connect(project.root / "db.sqlite") as db:
@@ -122,3 +125,17 @@ def test_answers_are_bounded_and_stay_inside_the_root(tmp_path: Path) -> None:
     (root / "small").write_text("x")
     assert path_answer(root, "big") is None and path_answer(root, "outside/secret") is None
     assert path_answer(root, "small").startswith("sha256:") and path_answer(root, "gone") == "missing"
+
+
+def test_what_a_notebook_makes_is_its_own_and_what_it_changes_is_not_kept(project: Project) -> None:
+    (project.root / "state").write_text("fresh")
+    project.write("makes.ipynb", "import os, shutil\nshutil.rmtree('out', ignore_errors=True)\n"
+                                 "os.makedirs('out/deep', exist_ok=True)\nopen('out/deep/x.txt', 'w').write('1')\n"
+                                 "assert os.listdir('out') == ['deep'] and open('out/deep/x.txt').read() == '1'")
+    project.write("changes.ipynb", "assert open('state').read() == 'fresh'\nopen('state', 'w').write('used')")
+    cached_run(project)
+    assert len(entries(project)) == 1  # makes.ipynb; changes.ipynb changed what it read
+    assert statuses(cached_run(project))["changes.ipynb"] == "failed"
+    # out/ was missing before the first run and is there now, which a check could tell apart: run
+    # once more, and from then on what the notebook wrote there never makes it miss
+    assert statuses(cached_run(project)) == {"makes.ipynb": "cached", "changes.ipynb": "failed"}
