@@ -58,7 +58,7 @@ IOPUB_PROBE = 0.1  # seconds to wait for IOPub after each kernel_info reply befo
 
 
 def is_runner_file(variable: str) -> bool:
-    """Whether ``variable`` names one of the runner's command files or tokens (what only the coordinator may touch)."""
+    """Whether ``variable`` names one of the runner's command files or tokens (only for the coordinator)."""
     return variable in HIDDEN_VARIABLES or variable.startswith(HIDDEN_PREFIXES)
 
 
