@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from conftest import Project, Run
 
 from nbci.parameters import inject, python_literal
@@ -58,6 +59,18 @@ def test_a_value_that_is_not_yaml_is_a_usage_error(project: Project) -> None:
     assert run.stderr.startswith("nbci: error: -p rows '[1, 2': not a valid YAML value") and len(run.stderr.splitlines()) == 1
     bad_name = project.run("run", "-p", "not-a-name", "1")
     assert bad_name.code == 2 and "'not-a-name' is not a Python variable name" in bad_name.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("-p", "x", "!!binary aGk="), "-p x: bytes values (from a YAML !!tag) are not allowed"),
+    (("-p", "x", "9" * 5000), "-p x: Exceeds the limit (4300 digits)"),
+    (("--parameters-yaml", "{x: !!set {a: null}}"), "--parameters-yaml: set values (from a YAML !!tag) are not allowed"),
+])
+def test_a_value_json_cannot_hold_is_a_usage_error(project: Project, args, message: str) -> None:
+    project.write("plain.ipynb", "1")
+    run = project.run("run", *args)
+    assert run.code == 2 and not (project.root / "nbci-output").exists(), run.stderr
+    assert run.stderr.startswith(f"nbci: error: {message}") and len(run.stderr.splitlines()) == 1, run.stderr
 
 
 def test_a_notebook_in_another_language_is_invalid_with_the_reason(project: Project) -> None:

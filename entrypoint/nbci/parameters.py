@@ -32,11 +32,12 @@ def parse_value(name: str, text: str) -> Any:
     import yaml
 
     try:
-        value = yaml.safe_load(text)
+        return plain_value(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         raise ConfigError(f"-p {name} {text!r}: not a valid YAML value ({yaml_problem(exc)[1]}); quote text, "
                           "e.g. -p name \"'a: b'\"") from None
-    return plain_value(value)
+    except ValueError as exc:  # a set or bytes; an int of 5000 digits
+        raise ConfigError(f"-p {name}: {exc}") from None
 
 
 def command_line_parameters(pairs: Iterable[Tuple[str, str]], file: Optional[str], inline: Optional[str]) -> Dict[str, Any]:
@@ -60,15 +61,17 @@ def parse_mapping(text: str, what: str) -> Dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = plain_value(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         line, problem = yaml_problem(exc)
         raise ConfigError(f"{what}:{f' line {line}' if line else ''} not valid YAML ({problem})") from None
+    except ValueError as exc:  # a set or bytes; an int of 5000 digits
+        raise ConfigError(f"{what}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{what}: must be a YAML mapping of names to values, e.g. 'rows: 100'")
-    return {check_name(name, what): plain_value(value) for name, value in data.items()}
+    return {check_name(name, what): value for name, value in data.items()}
 
 
 def yaml_problem(exc: Exception) -> Tuple[Optional[int], str]:
@@ -85,16 +88,21 @@ def check_name(name: Any, what: str) -> str:
 
 
 def plain_value(value: Any) -> Any:
-    """YAML's dates as ISO text; everything else as YAML gave it."""
+    """YAML's dates as ISO text; text, numbers, booleans, null, lists and mappings as YAML gave them;
+    ``ValueError`` for anything else (bytes, sets, pairs: neither JSON nor a Python literal of
+    nbci's holds them)."""
     import datetime
 
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
     if isinstance(value, dict):
-        return {key: plain_value(item) for key, item in value.items()}
+        return {plain_value(key): plain_value(item) for key, item in value.items()}
     if isinstance(value, list):
         return [plain_value(item) for item in value]
-    return value
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ValueError(f"{type(value).__name__} values (from a YAML !!tag) are not allowed: "
+                     "use text, numbers, true/false, null, lists and mappings")
 
 
 def inject(nb: NotebookNode, parameters: Mapping[str, Any]) -> Optional[int]:

@@ -275,11 +275,15 @@ def value_of(path: Path, node: Any) -> Any:
     import yaml
 
     try:
-        return plain_value(yaml.SafeLoader("").construct_object(node, deep=True))
+        value = yaml.SafeLoader("").construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError) as exc:  # an unknown !!tag, bad !!binary, an int of 5000 digits
         line, problem = yaml_problem(exc)
         raise ConfigError(f"{path}:{line or node.start_mark.line + 1}: cannot read this value ({problem}): "
                           "use plain text, numbers, true/false, lists and mappings") from None
+    try:
+        return plain_value(value)
+    except ValueError as exc:  # !!binary, !!set, !!omap
+        raise ConfigError(f"{where(path, node)}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=None)
