@@ -251,3 +251,13 @@ def test_random_notebooks_never_cost_another_notebook_its_result(tmp_path: Path,
         assert run.results["summary"]["ok"] is (run.code == 0)
 
     check()
+
+
+def test_outputs_left_out_are_counted_past_the_first_warnings(project: Project) -> None:
+    project.write("many.ipynb", "from IPython.display import display\n"
+                                "for _ in range(30):\n    display({'text/html': None}, raw=True)")
+    run = project.run("run")
+    warnings = run.result("many.ipynb")["warnings"]
+    assert run.code == 0 and len(warnings) == 11, warnings
+    assert warnings[-1] == "left out 20 more messages that nbci cannot store"
+    assert len(run.executed("many.ipynb").cells[0].outputs) == 30  # each place still has its marker

@@ -360,7 +360,8 @@ def test_a_broken_reporter_costs_no_other_report_and_exits_3(tmp_path: Path) -> 
     write_reports(config, outcome, [Broken(), Fine()])
     assert outcome.problems == ["internal error in the broken report: RuntimeError: a bug"]
     assert outcome.exit_code == 3 and seen == [outcome.run]
-    assert json.loads((config.output_dir / "results.json").read_text())["summary"]["ok"] is True
+    summary = json.loads((config.output_dir / "results.json").read_text())["summary"]  # written again, not ok
+    assert summary["ok"] is False and summary["problems"] == outcome.problems
     assert (config.output_dir / "junit.xml").is_file() and (config.output_dir / ".nbci-output").is_file()
 
 

@@ -36,6 +36,7 @@ from nbci.text_notebooks import is_text_path, read_text_notebook
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 UNREADABLE_OUTPUT = "UnreadableOutput"  # the ename of a cell whose output nbci could not read
+MAX_LEFT_OUT_WARNINGS = 10  # warnings about outputs left out, per notebook; the rest are counted
 DEFAULT_KERNEL = "python3"
 
 
@@ -191,6 +192,7 @@ class NbciClient(NotebookClient):
         super().__init__(nb, **kw)
         self.watch = watch
         self.record_reads = record_reads  # record the files read below this folder (the execution cache)
+        self.left_out = 0  # messages left out of the executed copy (the first few get a warning each)
         self._stream_chars: Dict[int, int] = {}
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
@@ -215,7 +217,9 @@ class NbciClient(NotebookClient):
             raise
         except Exception as exc:
             note = f"left out a {msg.get('msg_type')} message that nbci cannot store ({describe(exc)})"
-            self.watch.warnings.append(f"cell {cell_index + 1}: {note}")
+            self.left_out += 1
+            if self.left_out <= MAX_LEFT_OUT_WARNINGS:
+                self.watch.warnings.append(f"cell {cell_index + 1}: {note}")
             marker = nbformat.v4.new_output("stream", name="stderr", text=f"[nbci: {note}]\n")
             cell.setdefault("outputs", []).append(marker)
             return marker
@@ -242,6 +246,9 @@ class NbciClient(NotebookClient):
             self.watch.cell_source = cell.source if cell.cell_type == "code" else ""
             await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
         self.watch.cell_index = None
+        if self.left_out > MAX_LEFT_OUT_WARNINGS:
+            self.watch.warnings.append(f"left out {self.left_out - MAX_LEFT_OUT_WARNINGS} more messages that nbci "
+                                       "cannot store")
         self.set_widgets_metadata()
         if self.record_reads is not None:
             self.watch.reads = await self.recorded_reads()

@@ -23,7 +23,7 @@ from nbci.discover import discover
 from nbci.durations import expected_durations, run_order_durations
 from nbci.errors import ConfigError, NoNotebooksError
 from nbci.files import ensure_folder, inside, mark, write_atomic
-from nbci.report import Reporter
+from nbci.report import Reporter, printable
 from nbci.report.console import ConsoleReporter
 from nbci.report.junit import junit_bytes
 from nbci.report.workflow_commands import CommandLog, one_line
@@ -166,7 +166,7 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
             outcome.problems.extend(notebook_problems(outcome.run))
             write_reports(config, outcome, reporters)
         for problem in outcome.problems:
-            print(f"nbci: error: {one_line(problem)}", file=sys.stderr)
+            print(f"nbci: error: {printable(one_line(problem))}", file=sys.stderr)
         return outcome.exit_code
 
 
