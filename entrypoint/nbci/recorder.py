@@ -22,6 +22,7 @@ MODULE = "_nbci_reads"  # the name the recorder's globals carry in the kernel
 REPORT_EXPRESSION = ("[c.report() for c in ().__class__.__base__.__subclasses__() "
                      f"if c.__module__ == {MODULE!r} and c.__qualname__ == 'Recording']")
 MAX_QUESTIONS = 20000  # more than this and the report is not complete: not cached
+MAX_QUESTION_CHARS = 2 * 2**20  # the same for the length of all questions together
 MAX_LISTED = 100000  # names in one listed folder; more and the listing is not cached
 STAT, SCANDIR = os.stat, os.scandir  # as they were before ``install`` wrapped them
 
@@ -60,6 +61,7 @@ class Recording:
     """The questions the notebook asked (``kind:path`` or ``env:NAME``) and their first answers."""
 
     answers = {}
+    question_chars = 0
     opened = {}  # real path -> modification time (ns) when first opened for reading
     produced = set()  # paths the notebook created itself: what it later sees there is its own doing
     written_env = set()  # variables the notebook set before reading them
@@ -85,7 +87,8 @@ def ask(question, answer):
     """Keep the first answer (``answer()``) to ``question``; past ``MAX_QUESTIONS`` the recording is incomplete."""
     if question in Recording.answers:
         return
-    if len(Recording.answers) >= MAX_QUESTIONS:
+    Recording.question_chars += len(question)
+    if len(Recording.answers) >= MAX_QUESTIONS or Recording.question_chars > MAX_QUESTION_CHARS:
         Recording.complete = False
         return
     Recording.answers[question] = answer()
@@ -214,7 +217,7 @@ def checking(function):
 
 
 def environment_reader(environ_class, method, names):
-    """``environ_class.method`` noting the variables read (``names``: the name, or all of them)."""
+    """``environ_class.method`` noting the variables read (``names``: the name, or ``*``: all of them)."""
     original = getattr(environ_class, method)
 
     def read(self, *args):
@@ -248,6 +251,7 @@ def install(root):
         (environ_class, "__getitem__"): environment_reader(environ_class, "__getitem__", lambda env, key: [key]),
         (environ_class, "__iter__"): environment_reader(environ_class, "__iter__", lambda env: ["*"]),
         (environ_class, "__len__"): environment_reader(environ_class, "__len__", lambda env: ["*"]),
+        (environ_class, "__repr__"): environment_reader(environ_class, "__repr__", lambda env: ["*"]),
         (environ_class, "__setitem__"): environment_writer(environ_class, "__setitem__"),
         (environ_class, "__delitem__"): environment_writer(environ_class, "__delitem__"),
     }
