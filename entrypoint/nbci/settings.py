@@ -17,7 +17,7 @@ Precedence, lowest first: nbci's defaults, the file's ``defaults``, ``NBCI_*`` v
 command line, then the file's ``notebooks`` entries (they name single notebooks, so they are the
 most specific); for ``parameters`` the command line wins over the file (papermill's habit). The
 file is read with PyYAML's ``safe_load`` rules, without aliases (``*name``: they let a few bytes
-stand for gigabytes) and at most ``MAX_DEPTH`` levels deep; it is part of the repository, so it is
+stand for gigabytes), at most ``MAX_DEPTH`` levels deep and ``MAX_NODES`` values; it is part of the repository, so it is
 read only when it is a regular file of at most ``MAX_SETTINGS_BYTES`` inside the working directory.
 Every mistake is one ``ConfigError`` naming the file, the line, the key and what is allowed.
 """
@@ -40,6 +40,7 @@ from nbci.parameters import check_name, plain_value, yaml_problem
 DEFAULT_FILE = ".nbci.yml"
 MAX_SETTINGS_BYTES = 2**20
 MAX_DEPTH = 32  # lists and mappings inside each other
+MAX_NODES = 10_000  # values, keys, lists and mappings in all
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
 # keys of a ``notebooks`` entry, besides ``glob``, and the option each one overrides
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
@@ -288,11 +289,12 @@ def value_of(path: Path, node: Any) -> Any:
 
 @functools.lru_cache(maxsize=None)
 def settings_loader(path: Path) -> type:
-    """PyYAML's safe loader for ``path``, refusing aliases and nesting deeper than ``MAX_DEPTH``."""
+    """PyYAML's safe loader for ``path``, refusing aliases, nesting deeper than ``MAX_DEPTH`` and
+    more than ``MAX_NODES`` nodes."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        depth = 0
+        depth = nodes = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             line = self.peek_event().start_mark.line + 1
@@ -301,6 +303,10 @@ def settings_loader(path: Path) -> type:
                                   "write the value out")
             if self.depth >= MAX_DEPTH:
                 raise ConfigError(f"{path}:{line}: nested more than {MAX_DEPTH} levels deep: flatten it")
+            if self.nodes >= MAX_NODES:
+                raise ConfigError(f"{path}:{line}: more than {MAX_NODES} values in a settings file: use globs "
+                                  "that cover many notebooks")
+            self.nodes += 1
             self.depth += 1
             try:
                 return super().compose_node(parent, index)
