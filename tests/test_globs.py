@@ -9,7 +9,7 @@ from typing import Optional
 import pytest
 from conftest import Project
 
-from nbci.discover import MAX_GLOB_CHARS, Glob, translate_glob
+from nbci.discover import MAX_GLOB_CHARS, MAX_GLOBS, Glob, translate_glob
 from nbci.errors import ConfigError
 
 MANY_DOUBLE_STARS = "a/" + "**/" * 17 + "b.ipynb"
@@ -62,3 +62,14 @@ def test_an_overlong_glob_in_the_settings_file_names_its_line(project: Project) 
     listed = project.run("list")
     assert listed.code == 2 and len(listed.stderr.splitlines()) == 1, listed.stderr
     assert ".nbci.yml:2: a glob of 1200 characters is over nbci's limit of 1024" in listed.stderr
+
+
+def test_thousands_of_globs_from_the_settings_file_are_refused(project: Project) -> None:
+    project.write("a.ipynb", "1")
+    globs = " ".join(f"**/{i}*.ipynb" for i in range(MAX_GLOBS + 1))  # one text: not a YAML value each
+    (project.root / ".nbci.yml").write_text(f'defaults:\n  notebooks: "{globs}"\n', encoding="utf-8")
+    listed = project.run("list")
+    assert listed.code == 2 and listed.stderr.splitlines() == [
+        "nbci: error: 1001 globs and excludes are over nbci's limit of 1000: use fewer, wider globs"]
+    (project.root / ".nbci.yml").write_text('defaults:\n  notebooks: "' + "**/*.ipynb " * 5000 + '"\n', encoding="utf-8")
+    assert project.run("list").stdout.splitlines() == ["a.ipynb"]  # the same glob, walked once

@@ -26,6 +26,7 @@ CHECKPOINTS = ".ipynb_checkpoints"
 
 
 MAX_GLOB_CHARS = 1024
+MAX_GLOBS = 1000  # each pattern's glob walks the tree, and every exclude is tried on every notebook
 ANY_CHAR = re.compile(r".", re.DOTALL)
 ONE_CHAR = re.compile(r"[^/]")  # in one folder or file name
 CACHED_STEPS = 4096  # transitions a Glob remembers
@@ -160,9 +161,14 @@ def discover(
     """Return the notebooks the patterns select, as sorted paths relative to ``root``, one per file.
 
     A plain path must exist; a glob may match nothing. Raises ``ConfigError`` for a named file
-    that is missing, not a notebook or inside an output folder, and for patterns that leave ``root``.
+    that is missing, not a notebook or inside an output folder, for patterns that leave ``root``, and
+    for more than ``MAX_GLOBS`` globs.
     """
     root = Path(root).resolve()
+    patterns, excludes = list(dict.fromkeys(patterns)), list(dict.fromkeys(excludes))
+    globs = len(excludes) + sum(1 for pattern in patterns if GLOB_CHARS.search(pattern))
+    if globs > MAX_GLOBS:
+        raise ConfigError(f"{globs} globs and excludes are over nbci's limit of {MAX_GLOBS}: use fewer, wider globs")
     exclude_res = [translate_glob(relative_pattern(e, root) or "**") for e in excludes]
     found = set()
     for pattern in patterns:
