@@ -139,3 +139,15 @@ def test_what_a_notebook_makes_is_its_own_and_what_it_changes_is_not_kept(projec
     # out/ was missing before the first run and is there now, which a check could tell apart: run
     # once more, and from then on what the notebook wrote there never makes it miss
     assert statuses(cached_run(project)) == {"makes.ipynb": "cached", "changes.ipynb": "failed"}
+
+
+def test_the_import_systems_own_listings_are_not_questions(project: Project) -> None:
+    (project.root / "helpers.py").write_text("ANSWER = 42\n")
+    project.write("imports.ipynb", "import importlib\nimportlib.invalidate_caches()  # the import system lists '.' again",
+                  "import helpers\nassert helpers.ANSWER == 42")
+    project.run("run", "--cache-dir", "nbci-cache", "--output-dir", "out1")
+    again = project.run("run", "--cache-dir", "nbci-cache", "--output-dir", "out2")  # '.' has other names now
+    assert statuses(again) == {"imports.ipynb": "cached"}
+    (project.root / "helpers.py").write_text("ANSWER = 43\n")
+    changed = project.run("run", "--cache-dir", "nbci-cache", "--output-dir", "out3")
+    assert statuses(changed) == {"imports.ipynb": "failed"}

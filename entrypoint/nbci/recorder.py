@@ -80,6 +80,7 @@ class Recording:
 
 
 ROOT = ""  # the working directory's real path, with a trailing separator
+IMPORT_SYSTEM = "<frozen importlib._bootstrap_external>"  # the file name of the import system's frames
 GUARD = threading.local()  # set while the recorder itself works: its own calls are not the notebook's
 
 
@@ -126,7 +127,10 @@ def note_check(path, dir_fd=None):
 
 
 def note_listing(path):
-    """A folder listed (``os.listdir``, ``os.scandir``, ``glob``, ``Path.iterdir``/``glob``, ``os.walk``)."""
+    """A folder listed (``os.listdir``, ``os.scandir``, ``glob``, ``Path.iterdir``/``glob``, ``os.walk``);
+    not the import system's listings of ``sys.path`` (what it imports is asked for, not their names)."""
+    if sys._getframe(2).f_code.co_filename == IMPORT_SYSTEM:
+        return
     real = resolve(path)
     if real is not None:
         ask("list:" + real, lambda: listing_answer(real))
@@ -256,6 +260,9 @@ def install(root):
         (environ_class, "__delitem__"): environment_writer(environ_class, "__delitem__"),
     }
     for (owner, name), wrapper in wrappers.items():
+        for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks):
+            if getattr(owner, name) in supports:
+                supports.add(wrapper)  # ``os.stat in os.supports_dir_fd`` stays true
         setattr(owner, name, wrapper)
     Recording.intact = lambda: all(getattr(owner, name) is wrapper for (owner, name), wrapper in wrappers.items())
     sys.addaudithook(hook)
