@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project
-from nbci.cache import MAX_HASHED_BYTES, path_answer
+from nbci.cache import MAX_HASHED_BYTES, ExecutionCache, path_answer
 from test_cache import cached_run, entries, statuses
 
 # notebook -> (its cell, what to change between the runs so that it fails)
@@ -151,3 +151,17 @@ def test_the_import_systems_own_listings_are_not_questions(project: Project) -> 
     (project.root / "helpers.py").write_text("ANSWER = 43\n")
     changed = project.run("run", "--cache-dir", "nbci-cache", "--output-dir", "out3")
     assert statuses(changed) == {"imports.ipynb": "failed"}
+
+
+def test_only_a_whole_recording_of_unchanged_files_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    cache = ExecutionCache(tmp_path / "cache", tmp_path)
+    real = os.path.realpath(tmp_path / "a.txt")
+    modified = os.stat(real).st_mtime_ns
+    kept = cache.relative_reads({"complete": True, "answers": {f"file:{real}": "file:1", "env:NBCI_TEST_UNSET": ""},
+                                 "opened": {real: modified}})
+    assert kept == {"file:a.txt": cache.answer("file:a.txt"), "env:NBCI_TEST_UNSET": "unset"}
+    assert cache.relative_reads({"complete": True, "answers": {f"file:{real}": "file:1"}, "opened": {real: modified + 1}}) is None
+    assert cache.relative_reads({"complete": False, "answers": {}, "opened": {}}) is None
+    assert cache.relative_reads({"complete": True, "answers": ["file:a.txt"], "opened": {}}) is None
+    assert cache.relative_reads({"complete": True, "answers": {"file:/etc/hostname": "file:1"}, "opened": {}}) is None

@@ -242,9 +242,12 @@ class ExecutionCache:
         changed since (the notebook wrote it) or cannot be hashed."""
         if not recording or recording.get("complete") is not True:
             return None
+        asked, opened = recording.get("answers"), recording.get("opened")
+        if not isinstance(asked, dict) or not isinstance(opened, dict) \
+                or not all(isinstance(q, str) and isinstance(a, str) and "\0" not in q for q, a in asked.items()):
+            return None  # not what the recorder reports
         answers: Dict[str, str] = {}
-        opened = recording.get("opened", {})
-        for question, seen in recording.get("answers", {}).items():
+        for question, seen in asked.items():
             kind, _, path = question.partition(":")
             if kind == "env":
                 answers[question] = self.env_answer(path)
