@@ -104,6 +104,7 @@ def test_config_option_names_another_file(project: Project) -> None:
      ".nbci.yml:3: nested more than 32 levels deep"),
     ("defaults:\n  cache-inputs: [data/*.csv, /etc/*]\n", ".nbci.yml:2: cache-inputs '/etc/*' must stay inside"),
     ("defaults:\n  cache-inputs: ../secrets\n", ".nbci.yml:2: cache-inputs '../secrets' must stay inside"),
+    ("defaults:\n  cache-inputs: [a/**/**/**/b]\n", ".nbci.yml:2: cache-inputs 'a/**/**/**/b' has more than 2 '**'"),
     ("notebooks:\n" + "  - {glob: a.ipynb, skip: x}\n" * 3000 + "  - {glob: a.ipynb, skip: y}\n",
      ".nbci.yml:2001: more than 10000 values in a settings file"),
     ("defaults:\n  parameters: {x: !!set {a: null}}\n", ".nbci.yml:2: set values (from a YAML !!tag) are not allowed"),

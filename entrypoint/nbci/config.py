@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from nbci.errors import ConfigError
-from nbci.settings import NotebookSettings, Rule, check_cwd, check_inside
+from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd
 from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
@@ -115,7 +115,7 @@ class Config:
             self.shard = str(parse_shard(self.shard))
         check_cwd(self.cwd, "--cwd")
         for pattern in self.cache_inputs:
-            check_inside(pattern, "--cache-inputs")
+            check_cache_input(pattern, "--cache-inputs")
         return self
 
 

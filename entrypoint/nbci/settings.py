@@ -41,6 +41,7 @@ DEFAULT_FILE = ".nbci.yml"
 MAX_SETTINGS_BYTES = 2**20
 MAX_DEPTH = 32  # lists and mappings inside each other
 MAX_NODES = 10_000  # values, keys, lists and mappings in all
+MAX_CACHE_INPUT_STARS = 2
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
 # keys of a ``notebooks`` entry, besides ``glob``, and the option each one overrides
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
@@ -139,7 +140,7 @@ def load_settings(path: Path, root: Path) -> SettingsFile:
                     continue
                 if name == "cache-inputs":
                     for pattern in value if isinstance(value, list) else str(value).split():
-                        check_inside(str(pattern), f"{where(path, option_node)}: cache-inputs")
+                        check_cache_input(str(pattern), f"{where(path, option_node)}: cache-inputs")
                 settings.defaults[name.replace("-", "_")] = (value, where(path, name_node))
         elif key == "notebooks":
             settings.rules += [rule(path, entry) for entry in sequence(path, value_node, "notebooks")]
@@ -208,11 +209,15 @@ def check_cwd(value: Any, at: str) -> str:
     return value
 
 
-def check_inside(pattern: str, at: str) -> str:
-    """A path or glob relative to the working directory that cannot leave it."""
+def check_cache_input(pattern: str, at: str) -> str:
+    """A ``cache-inputs`` glob: relative, never climbing out of the working directory, and with at
+    most ``MAX_CACHE_INPUT_STARS`` ``**`` (each one more walks the tree below the last again)."""
     if leaves_root(pattern):
         raise ConfigError(f"{at} {shown(pattern)} must stay inside the working directory: "
                           "use a relative path without '..'")
+    if Path(pattern).parts.count("**") > MAX_CACHE_INPUT_STARS:
+        raise ConfigError(f"{at} {shown(pattern)} has more than {MAX_CACHE_INPUT_STARS} '**': use one, "
+                          "e.g. data/**/*.csv")
     return pattern
 
 
