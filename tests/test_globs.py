@@ -58,7 +58,7 @@ def test_hostile_globs_in_every_place_finish(project: Project) -> None:
 
 def test_an_overlong_glob_in_the_settings_file_names_its_line(project: Project) -> None:
     project.write("a.ipynb", "1")
-    (project.root / ".nbci.yml").write_text(f'notebooks:\n  - glob: "{"[ab]" * 300}"\n    skip: no\n', encoding="utf-8")
+    (project.root / ".nbci.yml").write_text(f'notebooks:\n  - glob: "{"[ab]" * 300}"\n    skip: why\n', encoding="utf-8")
     listed = project.run("list")
     assert listed.code == 2 and len(listed.stderr.splitlines()) == 1, listed.stderr
     assert ".nbci.yml:2: a glob of 1200 characters is over nbci's limit of 1024" in listed.stderr

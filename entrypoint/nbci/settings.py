@@ -155,22 +155,22 @@ def rule(path: Path, node: Any) -> Rule:
     if "glob" not in entry:
         raise ConfigError(f"{where(path, node)}: a notebooks entry needs 'glob', e.g. glob: \"heavy/*.ipynb\"")
     values: Dict[str, Any] = {}
-    glob, matcher = "", None
+    glob = ""
     for key, (key_node, value_node) in entry.items():
         value = value_of(path, value_node)
         if key == "glob":
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"{where(path, value_node)}: glob must be a text pattern such as \"heavy/*.ipynb\"")
             glob = value
-            try:
-                matcher = translate_glob(glob)
-            except ConfigError as exc:
-                raise ConfigError(f"{where(path, value_node)}: {exc}") from None
         elif key in NOTEBOOK_KEYS:
             values[NOTEBOOK_KEYS[key]] = check_value(key, value, where(path, value_node))
         else:
             allowed = ", ".join(["glob", *NOTEBOOK_KEYS])
             raise ConfigError(f"{where(path, key_node)}: unknown key {shown(key)} in a notebooks entry: use {allowed}")
+    try:
+        matcher = translate_glob(glob)
+    except ConfigError as exc:
+        raise ConfigError(f"{where(path, entry['glob'][1])}: {exc}") from None
     return Rule(glob, values, where(path, node), matcher)
 
 
