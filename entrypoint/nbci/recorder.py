@@ -41,8 +41,8 @@ def stat_answer(path, stat_path=STAT):
 
 
 def listing_answer(path, scandir=SCANDIR, limit=MAX_LISTED):
-    """What listing folder ``path`` shows: the hash of its names (folders marked), ``missing``, or
-    ``too-many`` past ``limit`` names."""
+    """What listing folder ``path`` shows: the hash of its names (folders marked), ``missing``,
+    ``not-a-folder``, or ``too-many`` past ``limit`` names."""
     names = []
     try:
         with scandir(path) as entries:
@@ -50,8 +50,10 @@ def listing_answer(path, scandir=SCANDIR, limit=MAX_LISTED):
                 if len(names) == limit:
                     return "too-many"
                 names.append(entry.name + ("/" if entry.is_dir() else ""))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return "missing"
+    except NotADirectoryError:
+        return "not-a-folder"
     except OSError as exc:
         return f"error:{exc.errno}"
     return "names:" + hashlib.sha256("\0".join(sorted(names)).encode("utf-8", "surrogateescape")).hexdigest()
