@@ -20,7 +20,7 @@ import re
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 import nbformat
 from nbformat import NotebookNode
@@ -85,7 +85,7 @@ class Prepared:
     injected_at: Optional[int] = None  # the index of the injected parameters cell
     cache_key: Optional[str] = None  # set when the execution cache may hold or keep this notebook
     cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
-    reads: Optional[List[str]] = None  # what the last attempt's kernel read, when recorded for the cache
+    reads: Optional[Dict[str, Any]] = None  # what the last attempt's kernel looked at (nbci.recorder), for the cache
     failure: Optional[Exception] = None  # what nbci raised while preparing it (the job's error)
 
 
