@@ -23,8 +23,6 @@ from nbci.text_notebooks import TEXT_EXTENSIONS, is_text_path, looks_like_notebo
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 CHECKPOINTS = ".ipynb_checkpoints"
-
-
 MAX_GLOB_CHARS = 1024
 MAX_GLOBS = 1000  # each pattern's glob walks the tree, and every exclude is tried on every notebook
 ANY_CHAR = re.compile(r".", re.DOTALL)
@@ -40,6 +38,15 @@ class Step:
     takes: Optional[Pattern[str]]
     repeats: bool = False
     skip: int = 1
+
+    def accepts(self, char: str) -> bool:
+        return self.takes is not None and self.takes.fullmatch(char) is not None
+
+    def passes_to(self, at: int) -> Tuple[int, ...]:
+        """The steps this one, at index ``at``, leads to without taking a character."""
+        if self.takes is None:
+            return at + 1, at + self.skip
+        return (at + 1,) if self.repeats else ()
 
 
 class Glob:
@@ -66,8 +73,8 @@ class Glob:
         if key not in self._next:
             if len(self._next) >= CACHED_STEPS:
                 self._next.clear()
-            taken = {i if self.steps[i].repeats else i + 1 for i in states
-                     if i < len(self.steps) and self.steps[i].takes and self.steps[i].takes.fullmatch(char)}
+            taken = {i if self.steps[i].repeats else i + 1
+                     for i in states if i < len(self.steps) and self.steps[i].accepts(char)}
             self._next[key] = self.closure(taken)
         return self._next[key]
 
@@ -76,10 +83,7 @@ class Glob:
         todo, reached = list(states), set(states)
         while todo:
             i = todo.pop()
-            if i == len(self.steps):
-                continue
-            step = self.steps[i]
-            for following in (i + 1 if step.repeats or not step.takes else i, i + step.skip if not step.takes else i):
+            for following in self.steps[i].passes_to(i) if i < len(self.steps) else ():
                 if following not in reached:
                     reached.add(following)
                     todo.append(following)
