@@ -36,9 +36,10 @@ CANCELLED = "cancelled"  # the run was interrupted (SIGINT/SIGTERM) while this n
 CACHED = "cached"  # not run: the execution cache held a passed result for exactly this notebook
 SKIPPED = "skipped"  # not run: the settings file says why (skip: "needs a GPU")
 ERROR = "error"  # nbci itself failed while handling this notebook, or before it finished (a bug in nbci)
+CHANGED = "changed"  # ran without errors, but outputs differ from the committed ones (--check-outputs)
 
 STATUSES = (PASSED, CACHED, FLAKY, SKIPPED, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID,
-            CANCELLED, ERROR)
+            CANCELLED, ERROR, CHANGED)
 OK_STATUSES = (PASSED, CACHED, FLAKY, SKIPPED)  # skipped counts as neither passed nor failed
 
 
@@ -87,6 +88,35 @@ def last_chars(lines: List[str], limit: int) -> List[str]:
 
 
 @dataclass
+class OutputDifference:
+    """One output of one cell that differs from the committed notebook; texts masked and bounded."""
+
+    cell_index: int  # 0-based in the notebook's cells
+    cell: str  # as people name it: "cell 5 (code cell 3)"
+    output: str  # which output: "stdout", "stderr", "text/plain", "error", "image/png", ...
+    kind: str  # "changed", "missing" (committed, not produced now) or "extra" (produced now only)
+    expected: str = ""  # the committed output's text, masked ("" when missing or an image)
+    actual: str = ""  # the fresh output's text, masked
+    line: Optional[int] = None  # 1-based line of the cell in the notebook's own file, when known
+
+
+@dataclass
+class OutputCheck:
+    """How a notebook's fresh outputs compared with its committed ones (``--check-outputs``)."""
+
+    mode: str  # "warn" (a change does not fail the run) or "fail"
+    compared: int = 0  # code cells compared
+    differences: List[OutputDifference] = field(default_factory=list)
+    note: Optional[str] = None  # e.g. "nothing to compare": the notebook has no committed outputs
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "OutputCheck":
+        fields = dict(data)
+        differences = [OutputDifference(**d) for d in fields.pop("differences", [])]
+        return cls(differences=differences, **fields)
+
+
+@dataclass
 class NotebookResult:
     """The outcome of one notebook: its status, timings and where its executed copy is."""
 
@@ -104,9 +134,13 @@ class NotebookResult:
     cached_from: Optional[Dict[str, Any]] = None  # for a cached result: when and where it ran
     skip_reason: Optional[str] = None  # for a skipped notebook: the settings file's reason
     parameters: Optional[Dict[str, Any]] = None  # the parameters injected, when any
+    output_check: Optional[OutputCheck] = None  # with --check-outputs: how its outputs compared
 
     @property
     def ok(self) -> bool:
+        """Passed, cached, flaky or skipped; or changed where ``--check-outputs warn`` only warns."""
+        if self.status == CHANGED:
+            return self.output_check is not None and self.output_check.mode == "warn"
         return self.status in OK_STATUSES
 
     def to_json(self) -> Dict[str, Any]:
@@ -116,8 +150,10 @@ class NotebookResult:
     def from_json(cls, data: Dict[str, Any]) -> "NotebookResult":
         fields = dict(data)
         error = fields.pop("error", None)
+        check = fields.pop("output_check", None)
         known = {k: v for k, v in fields.items() if k in cls.__dataclass_fields__}
-        return cls(error=CellError(**error) if error else None, **known)
+        return cls(error=CellError(**error) if error else None,
+                   output_check=OutputCheck.from_json(check) if check else None, **known)
 
 
 @dataclass
@@ -154,6 +190,7 @@ class RunResult:
             "flaky": counts[FLAKY],
             "cached": counts[CACHED],
             "skipped": counts[SKIPPED],
+            "changed": counts[CHANGED],
             "statuses": {status: n for status, n in counts.items() if n},
             "duration": round(self.duration, 3),
             "engine_peak_rss": self.engine_peak_rss,
