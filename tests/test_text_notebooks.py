@@ -102,6 +102,16 @@ def test_a_text_notebook_and_the_ipynb_named_like_its_copy_each_keep_their_copy(
     assert run.executed("x.md.text.ipynb").metadata["nbci"]["status"] == "failed"
 
 
+def test_a_text_notebook_and_its_ipynb_namesake_each_get_their_own_page(project: Project) -> None:
+    (project.root / "a.py").write_text("# %%\nprint('from the text notebook')\n", encoding="utf-8")
+    project.write("a.py.ipynb", "print('from the ipynb')")
+    run = project.run("run", "a.py", "a.py.ipynb", "--html")
+    assert run.code == 0, run.stderr
+    pages = {name: (run.output_dir / name).read_text(encoding="utf-8") for name in ("a.py.html", "a.py.text.html")}
+    assert "from the ipynb" in pages["a.py.html"] and "from the text notebook" not in pages["a.py.html"]
+    assert "from the text notebook" in pages["a.py.text.html"]
+
+
 def test_globs_pick_up_only_text_files_that_are_notebooks(project: Project) -> None:
     write_twins(project)
     (project.root / "py" / "helper.py").write_text("def helper():\n    return 1\n", encoding="utf-8")

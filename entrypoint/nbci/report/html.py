@@ -29,6 +29,7 @@ from nbci.kernels import runner_files_hidden
 from nbci.report import Reporter, printable, problems_headline
 from nbci.results import NotebookResult, RunResult
 from nbci.text import clip
+from nbci.text_notebooks import copy_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 INDEX = "index.html"
@@ -57,8 +58,9 @@ class Page:
 
 
 def page_path(config: Config, notebook_path: str) -> Path:
-    """Where a notebook's page goes: ``a/b.ipynb`` -> ``OUTPUT_DIR/a/b.html`` (never over index.html)."""
-    stem = notebook_path[: -len(".ipynb")] if notebook_path.endswith(".ipynb") else notebook_path
+    """Where a notebook's page goes, beside its executed copy: ``a/b.ipynb`` -> ``OUTPUT_DIR/a/b.html``,
+    ``a.py`` -> ``a.py.html`` (``a.py.text.html`` beside an ``a.py.ipynb``); never over index.html."""
+    stem = copy_name(notebook_path, config.copy_names)[: -len(".ipynb")]
     name = f"{stem}.html"
     if name == INDEX:
         name = f"{notebook_path}.html"
