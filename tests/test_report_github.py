@@ -292,7 +292,11 @@ def hostile_result(status: str) -> NotebookResult:
     """A result of ``status`` whose every notebook-controlled field holds ``HOSTILE``."""
     result = NotebookResult(f"{status} {HOSTILE}.ipynb", status, kernel=HOSTILE, warnings=[HOSTILE],
                             parameters={HOSTILE: HOSTILE})
-    if status not in results.OK_STATUSES:
+    if status == "changed":  # its diff is the notebook's text too, a fence's backticks included
+        text = f"{HOSTILE}\n`````\n</details>\n"
+        result.output_check = results.OutputCheck("fail", 1, [results.OutputDifference(0, "cell 1", HOSTILE, "changed",
+                                                                                       HOSTILE, text)])
+    elif status not in results.OK_STATUSES:
         with_traceback = status in ("failed", "crashed")
         result.error = CellError(HOSTILE, HOSTILE, 1 if with_traceback or status == "timeout" else None,
                                  [HOSTILE] if with_traceback else [], 2, HOSTILE if status in ("failed", "timeout") else None)
@@ -315,7 +319,7 @@ def assert_inert(text: str, rows: int) -> None:
     tokens = gfm_tokens(text)
     kinds = {token.type for token in tokens}
     assert not kinds & {"link_open", "image", "em_open", "strong_open", "s_open", "html_inline"}, kinds
-    assert [t.tag for t in tokens if t.type == "heading_open"] in (["h3"], ["h3", "h4"])
+    assert [t.tag for t in tokens if t.type == "heading_open"] in (["h3"], ["h3", "h4"], ["h3", "h4", "h4"])
     for token in tokens:
         if token.type == "html_block":
             assert set(re.findall(r"</?([a-zA-Z][\w-]*)", token.content)) <= SUMMARY_TAGS, token.content
@@ -335,6 +339,8 @@ def test_every_row_kind_shows_notebook_text_only_as_text(tmp_path: Path):
         assert f"| {github.STATUS_ICONS[status]} {status} | ``` {status} [x](https://e.vil)" in text
     codes = [t.content for t in gfm_tokens(text) if t.type == "code_inline"]
     assert f"failed {' '.join(HOSTILE.split())}.ipynb" in codes
+    [diff] = [t.content for t in gfm_tokens(text) if t.type == "fence" and t.info == "diff"]
+    assert diff.endswith("+`````\n+</details>\n")  # the whole diff inside its fence
 
 
 def test_a_run_nbci_failed_in_says_so_everywhere_on_github(tmp_path: Path):
@@ -384,3 +390,47 @@ def test_a_file_name_that_is_not_utf8_loses_no_report(project, tmp_path: Path):
     assert "FAILED: bad\ufffd.ipynb" in run.stdout
     index = (run.output_dir / "index.html").read_text(encoding="utf-8")
     assert 'href="bad%FF.html#failure">bad\ufffd.ipynb</a>' in index and os.path.exists(run.output_dir / "bad\udcff.html")
+
+
+# --- changed outputs (--check-outputs) -------------------------------------------------------------
+
+
+def changed(path: str, mode: str, line: int = 7) -> NotebookResult:
+    difference = results.OutputDifference(2, "cell 3 (code cell 2)", "stdout", "changed", "total: 42\ndone",
+                                          "total: 43\ndone", line=line)
+    extra = results.OutputDifference(4, "cell 5 (code cell 3)", "image/png", "extra")
+    return NotebookResult(path, "changed", duration=1.0, output_check=results.OutputCheck(mode, 3, [difference, extra]))
+
+
+def test_changed_outputs_warn_on_their_first_cell_and_show_its_diff(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
+    run = RunResult([result("ok.ipynb", status="passed"), changed("docs/a.ipynb", "warn")], duration=2)
+    reporter.run_finished(run, Config(root=tmp_path))
+    assert commands(stream, "error") == []
+    [(_, props, message)] = commands(stream, "warning")
+    assert (props["file"], props["line"]) == ("docs/a.ipynb", "7")
+    assert props["title"] == "docs/a.ipynb: outputs changed in 2 cells (of 3 compared), first cell 3 (code cell 2)"
+    assert message.splitlines() == ["cell 3 (code cell 2): stdout changed (- committed, + fresh)", "@@ -1,2 +1,2 @@",
+                                    "-total: 42", "+total: 43", " done"]
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ✅ nbci: 1 notebooks passed; 1 changed their outputs (2.0 s)")
+    assert "| 📝 changed | `docs/a.ipynb` | 1.0 s |" in text and "#### Failures" not in text
+    changes = text.split("#### Changed outputs\n\n")[1]
+    assert changes.startswith("<details><summary><code>docs/a.ipynb</code> outputs changed in 2 cells")
+    assert "```diff\n@@ -1,2 +1,2 @@\n-total: 42\n+total: 43\n done\n```" in changes
+    outputs = parse_output_file((tmp_path / "output").read_text(encoding="utf-8"))
+    assert outputs["ok"] == "true" and outputs["failed"] == "0"
+
+
+def test_changed_outputs_are_errors_in_fail_mode(tmp_path: Path):
+    reporter, stream = make_reporter(tmp_path, workspace=tmp_path)
+    run = RunResult([changed("a.ipynb", "fail"), *[changed(f"w{i}.ipynb", "warn") for i in range(12)]])
+    reporter.run_finished(run, Config(root=tmp_path))
+    [(_, props, message)] = commands(stream, "error")
+    assert props["line"] == "7" and message.startswith("cell 3 (code cell 2): stdout changed")
+    assert len(commands(stream, "warning")) == 10
+    [(_, props, _)] = commands(stream, "notice")
+    assert props["title"] == "nbci: 2 more changed outputs"
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.startswith("### ❌ nbci: 1 of 13 notebooks did not pass; 13 changed their outputs")
+    assert "#### Failures" not in text and text.count("```diff") == 13

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import difflib
 import re
 from typing import TYPE_CHECKING, List, Optional
 
+from nbci.text import clip
+
 if TYPE_CHECKING:  # pragma: no cover
     from nbci.config import Config
-    from nbci.results import NotebookResult, RunResult
+    from nbci.results import NotebookResult, OutputDifference, RunResult
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # how Python holds a file name's bytes that are not UTF-8
+DIFF_INPUT_LINES = 2000  # of each side, before diffing (difflib's time grows with the lines it compares)
+DIFF_CONTEXT = 2  # unchanged lines shown around each change
+KIND_TEXT = {"changed": "changed", "missing": "missing (committed, not produced now)",
+             "extra": "new (not in the committed notebook)"}
 
 
 class Reporter:
@@ -83,3 +90,39 @@ def cached_note(result: "NotebookResult") -> str:
 
 def format_bytes(size: Optional[int]) -> str:
     return "-" if size is None else f"{size / 2**20:.0f} MiB"
+
+
+def changes(result: "NotebookResult") -> "List[OutputDifference]":
+    """The outputs of ``result`` that differ from the committed notebook (empty unless checked and changed)."""
+    return list(result.output_check.differences) if result.output_check else []
+
+
+def changed_cells(result: "NotebookResult") -> int:
+    """How many cells of ``result`` have an output that differs from the committed notebook."""
+    return len({difference.cell_index for difference in changes(result)})
+
+
+def changed_note(result: "NotebookResult") -> str:
+    """``outputs changed in 2 cells (of 5 compared), first cell 3 (code cell 2)``; empty when none changed."""
+    found = changes(result)
+    if not found:
+        return ""
+    count = changed_cells(result)
+    compared = f" (of {result.output_check.compared} compared)" if result.output_check.compared else ""
+    return f"outputs changed in {count} cell{'' if count == 1 else 's'}{compared}, first {found[0].cell}"
+
+
+def difference_title(difference: "OutputDifference") -> str:
+    """``cell 3 (code cell 2): stdout changed``: which output of which cell, and how it differs."""
+    return f"{difference.cell}: {difference.output} {KIND_TEXT.get(difference.kind, difference.kind)}"
+
+
+def diff_lines(difference: "OutputDifference", limit: int, chars: int) -> List[str]:
+    """A unified diff of the committed (``-``) and fresh (``+``) text of ``difference``, without file
+    headers: at most ``limit`` lines of at most ``chars`` characters, a marker for the rest; empty
+    when there is no text to compare (an image). No line holds a line break."""
+    before = difference.expected.splitlines()[:DIFF_INPUT_LINES]
+    after = difference.actual.splitlines()[:DIFF_INPUT_LINES]
+    lines = list(difflib.unified_diff(before, after, lineterm="", n=DIFF_CONTEXT))[2:]
+    shown = [clip(line, chars) for line in lines[:limit]]
+    return shown + ([f"... {len(lines) - limit} more diff lines cut ..."] if len(lines) > limit else [])

@@ -1,9 +1,12 @@
 """The terminal: a header, a line per notebook as it finishes, heartbeats, then each failure, the
-counts, a closing list of what did not pass (one line each), and last, when nbci itself failed
+counts, a closing list of what did not pass (one line each), one of what passed with changed
+outputs (``--check-outputs warn``), and last, when nbci itself failed
 anywhere, ``nbci failed: N internal problems`` and each problem.
 
 Failures with the same ``ename: evalue`` are shown in full once; the others with it are folded into
-one line after it. Cells are named as Jupyter users see them: ``cell 39 (code cell 18)``.
+one line after it. Cells are named as Jupyter users see them: ``cell 39 (code cell 18)``. A notebook
+whose outputs changed shows, for its first ``DIFFS_SHOWN`` differing outputs, a unified diff of the
+masked committed (``-``) and fresh (``+``) text, ``DIFF_LINES`` lines at most.
 
 Every line goes through the run's ``CommandLog``: notebook text put on one line (paths, the
 running cell's first line, error messages) has its line breaks escaped, and every line is clipped
@@ -18,14 +21,18 @@ from typing import Dict, List, Optional
 
 
 from nbci.config import Config
-from nbci.report import Reporter, failing_source, format_bytes, not_run_note, problems_headline, tail
-from nbci.report.workflow_commands import CommandLog, one_line
+from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, format_bytes,
+                         not_run_note, problems_headline, tail)
+from nbci.report.workflow_commands import CommandLog, no_command, one_line
 from nbci.text import clip
 from nbci.results import NotebookResult, RunResult
 
 TRACEBACK_LINES = 40
 SOURCE_LINES = 30
 KERNEL_OUTPUT_LINES = 20
+DIFFS_SHOWN = 5  # differing outputs shown per notebook
+DIFF_LINES = 20  # lines of each one's diff
+DIFF_CHARS = 300  # characters of a diff line
 LINE_CHARS = 2000
 CLOSING_CHARS = 200  # each line of the closing list
 KERNEL_SOURCE_NAME = re.compile(r" \(\d+\.py, line \d+\)$")
@@ -64,6 +71,8 @@ class ConsoleReporter(Reporter):
         self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")
+        if result.output_check and result.output_check.note:
+            self._print(f"  outputs: {one_line(result.output_check.note, CLOSING_CHARS)}")
 
     def run_finished(self, run: RunResult, config: Config) -> None:
         summary = run.summary()
@@ -72,12 +81,19 @@ class ConsoleReporter(Reporter):
             if len(group) > 1:
                 others = ", ".join(one_line(result.path) for result in group[1:])
                 self._print(f"\nthe same {one_line(group[0].error.ename)} in {len(group) - 1} more notebooks: {others}")
+        changed = [result for result in run.notebooks if result.ok and changes(result)]
+        for result in changed:
+            self._print_failure(result)
         counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
         state = " (cancelled)" if run.cancelled else ""
         self._print(f"\n{summary['total']} notebooks: {counts or 'none run'} in {run.duration:.1f} s{state}")
         if run.failures:
             self._print("did not pass:")
             for result in run.failures:
+                self._print("  " + one_line(failure_line(result), CLOSING_CHARS))
+        if changed:
+            self._print("changed outputs:")
+            for result in changed:
                 self._print("  " + one_line(failure_line(result), CLOSING_CHARS))
         self._print(f"executed copies and results.json in {one_line(str(config.output_dir))}")
         if run.problems:
@@ -101,6 +117,17 @@ class ConsoleReporter(Reporter):
         if result.kernel_output:
             self._print("--- the kernel process printed ---")
             self._print_lines(result.kernel_output, KERNEL_OUTPUT_LINES)
+        self._print_changes(result)
+
+    def _print_changes(self, result: NotebookResult) -> None:
+        """The first ``DIFFS_SHOWN`` differing outputs, each a bounded diff whose lines hold no command."""
+        found = changes(result)
+        for difference in found[:DIFFS_SHOWN]:
+            self._print(f"--- {one_line(difference_title(difference), CLOSING_CHARS)} (- committed, + fresh) ---")
+            for line in diff_lines(difference, DIFF_LINES, DIFF_CHARS):
+                self._print(f"    {no_command(line)}")
+        if len(found) > DIFFS_SHOWN:
+            self._print(f"... {len(found) - DIFFS_SHOWN} more differing outputs: see results.json")
 
     def _print_lines(self, text: str, limit: int, indent: str = "") -> None:
         """The last ``limit`` lines of notebook text, each its own clipped log line."""
@@ -132,4 +159,6 @@ def failure_line(result: NotebookResult) -> str:
             parts.append(error.cell_name)
         evalue = KERNEL_SOURCE_NAME.sub("", error.evalue)  # "(3105.py, line 1)": the kernel's temporary file
         parts.append(f"{error.ename}: {evalue}" if evalue else error.ename)
+    elif changes(result):
+        parts.append(changed_note(result))
     return "  ".join(parts)

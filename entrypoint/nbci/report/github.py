@@ -12,7 +12,11 @@ documented channels: workflow commands on stdout, ``$GITHUB_OUTPUT`` and ``$GITH
   the working directory), ``results`` and ``output-dir`` (absolute paths), ``ok`` (``true`` when
   every notebook passed and nbci itself failed nowhere) and ``problems`` (JSON list of what nbci
   itself could not do).
-- A summary table and, per failure, the failing cell's source and the traceback's tail, kept
+- Per notebook whose outputs changed (``--check-outputs``), a ``::warning`` (warn) or ``::error``
+  (fail) annotation on the JSON line of its first changed cell, with that output's diff; the same
+  limits apply to each level.
+- A summary table and, per failure, the failing cell's source and the traceback's tail; per
+  notebook whose outputs changed, the diff of its first changed output in a code fence; kept
   under GitHub's 1 MiB cap for one step's summary. Text from a notebook (paths, messages, sources,
   tracebacks) appears only inside code fences or code spans, or escaped on one line of an HTML
   block (which Markdown leaves alone): it can never add a heading, a link, an image or markup.
@@ -32,7 +36,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import Reporter, failing_source, not_run_note, printable, problems_headline, tail
+from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, not_run_note,
+                         printable, problems_headline, tail)
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip
@@ -47,16 +52,18 @@ SOURCE_LINES = 60
 TRACEBACK_LINES = 30
 MESSAGE_CHARS = 4000
 PROBLEMS_SHOWN = 20  # of nbci's own problems, in the summary and the annotation
+DIFF_LINES = 30  # of a changed output's diff, in the summary
+ANNOTATION_DIFF_LINES = 12  # of a changed output's diff, in its annotation
 
 STATUS_ICONS = {
     "passed": "✅", "cached": "♻️", "flaky": "🔁", "skipped": "⏭️", "failed": "❌", "timeout": "⏱️", "notebook-timeout": "⏱️",
-    "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️", "error": "🛑",
+    "crashed": "💥", "startup-failed": "🚫", "invalid": "⚠️", "cancelled": "⏹️", "error": "🛑", "changed": "📝",
 }
 STATUS_TITLES = {
     "failed": "failed", "timeout": "timed out", "notebook-timeout": "timed out",
     "crashed": "crashed (the kernel died)", "startup-failed": "could not start its kernel",
     "invalid": "is not a readable notebook", "cancelled": "was cancelled",
-    "error": "could not be handled: nbci itself failed",
+    "error": "could not be handled: nbci itself failed", "changed": "changed its outputs",
 }
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
@@ -101,15 +108,31 @@ class GitHubReporter(Reporter):
         lines += [self.error_annotation(result, config) for result in failures[:MAX_ERROR_ANNOTATIONS]]
         lines += [wc.annotation("warning", f"{result.path}: {warning}", file=repo_path(config.root / result.path,
                                 self.workspace), title="nbci") for result in run.notebooks for warning in result.warnings]
+        changed = [result for result in run.notebooks if result.ok and changes(result)]
+        lines += [self.changed_annotation(result, config) for result in changed[:MAX_ERROR_ANNOTATIONS]]
         rest = len(failures) - MAX_ERROR_ANNOTATIONS
         if rest > 0:
             lines.append(wc.annotation(
                 "notice", f"{rest} more notebooks did not pass; the job summary lists them all.",
                 title=f"nbci: {rest} more failures",
             ))
+        rest = len(changed) - MAX_ERROR_ANNOTATIONS
+        if rest > 0:
+            lines.append(wc.annotation("notice", f"{rest} more notebooks changed their outputs; the job summary "
+                                       "lists them all.", title=f"nbci: {rest} more changed outputs"))
         return lines
 
+    def changed_annotation(self, result: NotebookResult, config: Config, level: str = "warning") -> str:
+        """A ``level`` annotation on the line of the first changed cell, with that output's diff."""
+        first = changes(result)[0]
+        diff = "\n".join(diff_lines(first, ANNOTATION_DIFF_LINES, LOG_LINE_CHARS))
+        message = _clip(f"{difference_title(first)} (- committed, + fresh)\n{diff}".rstrip("\n"), MESSAGE_CHARS)
+        return wc.annotation(level, message, file=repo_path(config.root / result.path, self.workspace),
+                             line=first.line, title=f"{result.path}: {changed_note(result)}")
+
     def error_annotation(self, result: NotebookResult, config: Config) -> str:
+        if result.error is None and changes(result):
+            return self.changed_annotation(result, config, "error")
         source = config.root / result.path
         line = result.error.line if result.error else None
         where = f" at {result.error.cell_name}" if result.error and result.error.cell_name else ""
@@ -208,7 +231,8 @@ class _Budget:
 
 
 def summary(run: RunResult, sources: Mapping[str, str], limit: int = SUMMARY_LIMIT) -> str:
-    """The job summary: headline, table (failures first) and failure details, under ``limit`` bytes.
+    """The job summary: headline, table (failures first), failure details and changed outputs, under
+    ``limit`` bytes.
 
     What does not fit is left out and a closing line says how much and where to find it all.
     """
@@ -216,19 +240,24 @@ def summary(run: RunResult, sources: Mapping[str, str], limit: int = SUMMARY_LIM
     blocks: List[str] = []
     failures = run.failures
     rows = failures + [nb for nb in run.notebooks if nb.ok]
-    details = [_failure_details(result, sources.get(result.path)) for result in failures]
+    details = [_failure_details(result, sources.get(result.path)) for result in failures
+               if result.error or not changes(result)]
+    diffs = [_changed_details(result) for result in rows if changes(result)]
     for block in [_headline(run), "| Status | Notebook | Duration |\n| --- | --- | --- |\n"]:
         if budget.fits(block):
             blocks.append(block)
     shown_rows = _add(blocks, budget, [_row(result) for result in rows])
-    if failures and budget.fits("\n#### Failures\n\n"):
-        blocks.append("\n#### Failures\n\n")
-    shown_details = _add(blocks, budget, details)
-    if shown_rows < len(rows) or shown_details < len(details):
+    shown = {}
+    for title, section in (("Failures", details), ("Changed outputs", diffs)):
+        if section and budget.fits(f"\n#### {title}\n\n"):
+            blocks.append(f"\n#### {title}\n\n")
+        shown[title] = _add(blocks, budget, section)
+    if shown_rows < len(rows) or shown["Failures"] < len(details) or shown["Changed outputs"] < len(diffs):
         blocks.append(
             f"\n> [!WARNING]\n> Summary truncated to stay under GitHub's 1 MiB limit: "
-            f"{len(rows) - shown_rows} of {len(rows)} table rows and {len(details) - shown_details} of "
-            f"{len(details)} failure details are not shown. `results.json` in the artifact has everything.\n"
+            f"{len(rows) - shown_rows} of {len(rows)} table rows, {len(details) - shown['Failures']} of "
+            f"{len(details)} failure details and {len(diffs) - shown['Changed outputs']} of {len(diffs)} changed "
+            "outputs are not shown. `results.json` in the artifact has everything.\n"
         )
     return printable("".join(blocks))
 
@@ -245,15 +274,16 @@ def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
 
 def _headline(run: RunResult) -> str:
     summary = run.summary()
+    changed = f"; {summary['changed']} changed their outputs" if summary["changed"] else ""
     if run.problems:
         failed = f"; {summary['failed']} of {summary['total']} notebooks did not pass" if summary["failed"] else ""
         head = f"### ❌ {problems_headline(run)}{failed}"
     elif run.ok:
         notes = [f"{summary[key]} {key}" for key in ("cached", "skipped") if summary[key]]
         cached = f" ({', '.join(notes)})" if notes else ""
-        head = f"### ✅ nbci: {summary['passed']} notebooks passed{cached}"  # skipped ones are neither
+        head = f"### ✅ nbci: {summary['passed']} notebooks passed{cached}{changed}"  # skipped ones are neither
     else:
-        head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass"
+        head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass{changed}"
     state = ", cancelled" if run.cancelled else ""
     problems = _fence(problems_text(run), "text") if run.problems else ""
     return f"{head} ({run.duration:.1f} s{state})\n\n{problems}"
@@ -283,6 +313,16 @@ def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
         parts.append(_fence("\n".join(_clip(line, LOG_LINE_CHARS) for line in tail(lines, TRACEBACK_LINES)), "text"))
     parts.append("</details>\n\n")
     return "".join(parts)
+
+
+def _changed_details(result: NotebookResult) -> str:
+    """A changed notebook's first changed output, as a diff in a code fence, folded under its title."""
+    first = changes(result)[0]
+    title = f"<code>{_html_line(result.path)}</code> {_html_line(_clip(changed_note(result), 500))}"
+    diff = diff_lines(first, DIFF_LINES, LOG_LINE_CHARS)
+    body = _fence("\n".join(ANSI.sub("", line) for line in diff), "diff") if diff else ""
+    return (f"<details><summary>{title}</summary>\n\n<p>{_html_line(difference_title(first))} "
+            f"(- committed, + fresh):</p>\n\n{body}</details>\n\n")
 
 
 def _fence(text: str, language: str) -> str:
