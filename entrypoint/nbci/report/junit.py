@@ -2,7 +2,9 @@
 
 A notebook that did not pass has a ``failure`` whose message is ``ename: evalue`` and whose type is
 its status, the traceback as its text, and the failing cell's source in the testcase's
-``system-out``; one nbci itself failed on (status ``error``) has an ``error`` instead. When nbci
+``system-out``; one nbci itself failed on (status ``error``) has an ``error`` instead. A notebook whose
+outputs changed (``--check-outputs``) has a ``failure`` of type ``OutputMismatch`` listing each changed
+output's diff in fail mode, and a property ``nbci.outputs_changed`` saying which cells in warn mode. When nbci
 failed in the run (``RunResult.problems``), a last testcase named ``nbci`` carries an ``error``
 listing the problems, so no report reader shows the run as green. Characters XML cannot hold (control characters a notebook may print) are replaced,
 so every reader (GitLab, Jenkins, the GitHub test-report actions) can parse the file.
@@ -14,9 +16,11 @@ import json
 import re
 from xml.etree import ElementTree as ET
 
-from nbci.report import problems_headline
-from nbci.results import ERROR, OK_STATUSES, RunResult
+from nbci.report import changed_note, changes, diff_lines, difference_title, problems_headline
+from nbci.results import ERROR, OK_STATUSES, NotebookResult, RunResult
 
+DIFF_LINES = 40  # of each changed output's diff
+DIFF_CHARS = 1000  # of a diff line
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -40,6 +44,9 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
             ET.SubElement(properties, "property", name="nbci.cached_from", value=json.dumps(result.cached_from))
         if result.skip_reason:
             ET.SubElement(case, "skipped", message=xml_text(result.skip_reason[:1000]))
+        if changes(result) and result.error is None:
+            add_changes(case, result)
+            continue
         if result.status in OK_STATUSES:
             continue
         error = result.error
@@ -53,6 +60,21 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
         case = ET.SubElement(suite, "testcase", classname="nbci", name="nbci", time="0.000")
         ET.SubElement(case, "error", message=problems_headline(run), type="nbci").text = xml_text("\n".join(run.problems))
     return ET.ElementTree(suite)
+
+
+def add_changes(case: ET.Element, result: NotebookResult) -> None:
+    """A failure of type ``OutputMismatch`` with each changed output's diff, or, where the notebook
+    passed (``--check-outputs warn``), a property saying which outputs changed."""
+    note = xml_text(changed_note(result)[:1000])
+    if result.ok:
+        properties = case.find("properties")
+        properties = ET.SubElement(case, "properties") if properties is None else properties
+        ET.SubElement(properties, "property", name="nbci.outputs_changed", value=note)
+        return
+    failure = ET.SubElement(case, "failure", message=note, type="OutputMismatch")
+    failure.text = xml_text("\n\n".join("\n".join([f"{difference_title(difference)} (- committed, + fresh)",
+                                                    *diff_lines(difference, DIFF_LINES, DIFF_CHARS)])
+                                        for difference in changes(result)))
 
 
 def junit_bytes(run: RunResult) -> bytes:
