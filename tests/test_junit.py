@@ -8,14 +8,19 @@ from nbci.report.junit import junit_bytes
 from nbci.results import CellError, NotebookResult, OutputCheck, OutputDifference, RunResult
 
 
+def read_suite(run: RunResult, folder) -> TestSuite:
+    """``run``'s JUnit file as a test-report reader parses it."""
+    path = folder / "junit.xml"
+    path.write_bytes(junit_bytes(run))
+    parsed = JUnitXml.fromfile(str(path))
+    return parsed if isinstance(parsed, TestSuite) else next(iter(parsed))
+
+
 def test_what_nbci_itself_failed_on_is_an_error_not_a_failure(tmp_path) -> None:
     run = RunResult([NotebookResult("a.ipynb", "error", error=CellError("NbciInternalError", "copy unreadable")),
                      NotebookResult("b.ipynb", "failed", error=CellError("ValueError", "bad")),
                      NotebookResult("c.ipynb", "passed")], problems=["internal error: KeyError: 'x'", "bad\udcff"])
-    path = tmp_path / "junit.xml"
-    path.write_bytes(junit_bytes(run))
-    parsed = JUnitXml.fromfile(str(path))
-    suite = parsed if isinstance(parsed, TestSuite) else next(iter(parsed))
+    suite = read_suite(run, tmp_path)
     assert (suite.tests, suite.failures, suite.errors) == (4, 1, 2)
     cases = {case.name: case for case in suite}
     [error] = cases["a.ipynb"].result
@@ -31,10 +36,7 @@ def test_changed_outputs_fail_as_output_mismatch_or_are_a_property_when_they_war
         difference = OutputDifference(2, "cell 3 (code cell 2)", "stdout", "changed", "42\x07", "43")
         return NotebookResult(path, "changed", output_check=OutputCheck(mode, 2, [difference]))
 
-    path = tmp_path / "junit.xml"
-    path.write_bytes(junit_bytes(RunResult([changed("strict.ipynb", "fail"), changed("lax.ipynb", "warn")])))
-    parsed = JUnitXml.fromfile(str(path))
-    suite = parsed if isinstance(parsed, TestSuite) else next(iter(parsed))
+    suite = read_suite(RunResult([changed("strict.ipynb", "fail"), changed("lax.ipynb", "warn")]), tmp_path)
     assert (suite.tests, suite.failures, suite.errors) == (2, 1, 0)
     cases = {case.name: case for case in suite}
     [failure] = cases["strict.ipynb"].result
