@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## Run the engine on the example notebooks.
 examples: $(VENV)/.installed
-	$(BIN)/nbci run examples
+	$(BIN)/nbci run examples --html
 
 ## Run the test suite (real kernels, and the action itself under act).
 test: $(VENV)/.installed

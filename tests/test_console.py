@@ -34,9 +34,10 @@ def test_console_names_cells_folds_repeats_and_lists_what_did_not_pass(project: 
     syntax = run.stdout.split("FAILED: syntax.ipynb")[1].split("=" * 70)[0].split("did not pass:")[0]
     assert sum("SyntaxError" in line for line in syntax.splitlines()) == 1  # once, not again with a temp file name
     closing = lines[lines.index("did not pass:") + 1:]
-    assert [line.split()[1] for line in closing[:5]] == sorted(
+    assert [line.split()[1].split(":")[0] for line in closing[:5]] == sorted(
         ["later.ipynb", "missing_a.ipynb", "missing_b.ipynb", "missing_c.ipynb", "syntax.ipynb"])
-    assert "  FAILED            later.ipynb  cell 4 (code cell 2)  ZeroDivisionError: division by zero" in closing
+    later = run.result("later.ipynb")["error"]["line"]
+    assert f"  FAILED            later.ipynb:{later}  cell 4 (code cell 2)  ZeroDivisionError: division by zero" in closing
     assert all(len(line) <= 2 + 200 + 30 for line in closing)
     assert "SyntaxError: invalid syntax" in run.stdout.split("did not pass:")[1] and ".py, line" not in closing[-1]
 
@@ -47,7 +48,8 @@ def test_an_unreadable_notebook_says_why_once(project: Project) -> None:
     assert run.code == 1
     evalue = run.result("broken.ipynb")["error"]["evalue"]
     assert "not a readable notebook" not in evalue and "JSON" in evalue
-    assert "INVALID           broken.ipynb  InvalidNotebook: " + evalue[:40] in run.stdout
+    line = run.result("broken.ipynb")["error"]["line"]
+    assert f"INVALID           broken.ipynb:{line}  InvalidNotebook: " + evalue[:40] in run.stdout
 
 
 def test_a_run_nbci_failed_in_ends_saying_so_and_an_error_reads_as_a_failure() -> None:

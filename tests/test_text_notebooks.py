@@ -135,14 +135,16 @@ def test_globbed_text_files_are_read_safely(project: Project, tmp_path) -> None:
     assert "not a regular file" in run.result("pipe.py")["error"]["evalue"]
 
 
-def test_a_plain_script_named_explicitly_is_invalid_with_the_reason(project: Project) -> None:
+def test_a_plain_script_named_explicitly_is_skipped_with_the_reason(project: Project) -> None:
     (project.root / "script.py").write_text("print('not a notebook')\n", encoding="utf-8")
     (project.root / "ok.py").write_text("# %%\n1\n", encoding="utf-8")
     run = project.run("run", "script.py", "ok.py")
-    assert run.code == 1
+    assert run.code == 0, run.stdout
     result = run.result("script.py")
-    assert result["status"] == "invalid" and result["output_path"] is None
-    assert "a .py file with no jupytext header and no '# %%' cells: not a notebook" in result["error"]["evalue"]
+    assert result["status"] == "skipped" and result["output_path"] is None and result["error"] is None
+    assert result["skip_reason"].startswith("not a notebook: a .py file with no jupytext header and no '# %%' cells")
+    assert "quote it (nbci run 'docs/*.py')" in result["skip_reason"]
+    assert run.stdout.count("script.py") == 1  # its row, once: it is not a failure
     assert run.result("ok.py")["status"] == "passed"
     (project.root / "notes.txt").write_text("# %%\n1\n", encoding="utf-8")
     other = project.run("run", "notes.txt")

@@ -38,11 +38,12 @@ from nbformat import NotebookNode
 from nbci import recorder
 from nbci.files import inside, open_inside, write_atomic
 from nbci.kernels import without_runner_files
+from nbci.outputs import NBVAL_TAGS
 from nbci.recorder import listing_answer, stat_answer
 
 ENTRY_VERSION = 2
 MAX_BYTES = 2**30  # the cache folder's size cap after pruning
-EXECUTION_TAGS = frozenset({"skip-execution", "raises-exception", "parameters", "injected-parameters"})
+EXECUTION_TAGS = frozenset({"skip-execution", "raises-exception", "parameters", "injected-parameters"}) | NBVAL_TAGS
 DEPENDENCY_FILES = ("requirements*.txt", "environment.yml", "environment.yaml", "pyproject.toml", "*.lock",
                     "conda-lock.yml")
 FINGERPRINT_SCRIPT = (
@@ -155,6 +156,9 @@ class ExecutionCache:
             "options": self.options, "settings": settings, "environment": self.fingerprint(kernel),
             "dependencies": self.dependencies((self.root / relpath).parent), "inputs": self.inputs_hash(),
         }
+        if (settings or {}).get("check_outputs", "off") != "off":  # the verdict depends on the committed outputs
+            material["committed"] = [(cell.get("execution_count"), cell.get("outputs")) for cell in nb.cells
+                                     if cell.get("cell_type") == "code"]
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
     def fingerprint(self, kernel: str) -> str:

@@ -21,6 +21,7 @@ from nbci.config import (
     DEFAULT_OUTPUT_DIR, DEFAULT_PATTERNS, IF_NO_NOTEBOOKS, KERNEL_STARTS, Config, env_options, parse_size, split_list,
 )
 from nbci.errors import ConfigError, NbciError
+from nbci.outputs import MODES, SCOPES
 from nbci.kernels import harden_process
 from nbci.parameters import command_line_parameters
 from nbci.settings import DEFAULT_FILE, SettingsFile, find_settings_file, load_settings
@@ -33,7 +34,8 @@ FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "p
 # Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
 # line, the workflow): the settings file is part of the repository, which a pull request may change.
 FILE_REFUSED = ("output_dir", "junit", "cache_dir", "durations", "inplace", "no_cache", "changed_since", "shard",
-                "retry_on")  # a regular expression runs in nbci itself, over what notebooks print
+                "retry_on",  # a regular expression runs in nbci itself, over what notebooks print
+                "nbval_sanitize_with", "update_outputs")
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -167,6 +169,25 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="files whose contents join every cache key (files read by subprocesses; repeatable)")
     parser.add_argument("--no-cache", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
                         help="neither read nor write the execution cache")
+    add_output_check_options(parser)
+
+
+def add_output_check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--check-outputs", choices=MODES, default="off",
+                        help="compare fresh outputs with the committed ones: warn (a change does not fail the run) "
+                             "or fail (default: off)")
+    parser.add_argument("--check-cells", choices=SCOPES, default="all",
+                        help="cells compared: all (nbval's default) or marked with NBVAL_CHECK_OUTPUT (--nbval-lax)")
+    parser.add_argument("--default-masks", type=boolean, nargs="?", const=True, default=True, metavar="BOOL",
+                        help="mask addresses, dates, UUIDs, ANSI codes, progress bars and timings before "
+                             "comparing (default: true)")
+    parser.add_argument("--nbval-sanitize-with", type=Path, default=None, metavar="FILE",
+                        help="more masks from an nbval sanitize file (regex:/replace: lines)")
+    parser.add_argument("--image-tolerance", type=float, default=None, metavar="RMS",
+                        help="compare images as pixels: the root-mean-square channel difference allowed, 0-255 "
+                             "(default: images are not compared; needs Pillow)")
+    parser.add_argument("--update-outputs", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="write fresh outputs back into the .ipynb sources of notebooks that passed or changed")
 
 
 def add_selection_options(parser: argparse.ArgumentParser) -> None:

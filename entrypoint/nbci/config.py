@@ -14,17 +14,19 @@ import shlex
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nbci.errors import ConfigError
-from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd
+from nbci.outputs import Mask, read_sanitize_file
+from nbci.files import OUTPUT_FOLDER
+from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd, check_tolerance
 from nbci.shard import parse_shard
 
 IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
 KERNEL_STARTS = ("spawn", "fork")
 ENV_PREFIX = "NBCI_"
 DEFAULT_PATTERNS = ("**/*.ipynb",)
-DEFAULT_OUTPUT_DIR = "nbci-output"
+DEFAULT_OUTPUT_DIR = OUTPUT_FOLDER
 
 
 @dataclass
@@ -63,6 +65,13 @@ class Config:
     cache_inputs: List[str] = field(default_factory=list)  # globs whose files join every key
     no_cache: bool = False
     copy_names: Dict[str, str] = field(default_factory=dict)  # text notebooks' copies not named PATH.ipynb
+    check_outputs: str = "off"  # off, warn or fail: compare fresh outputs with the committed ones
+    check_cells: str = "all"  # all, or marked (nbval's --nbval-lax)
+    default_masks: bool = True  # apply nbci.outputs.DEFAULT_MASKS before comparing
+    image_tolerance: Optional[float] = None  # None: images are not compared
+    nbval_sanitize_with: Optional[Path] = None  # an nbval sanitize file: more masks
+    sanitize_masks: Tuple[Mask, ...] = ()  # read from nbval_sanitize_with by validate()
+    update_outputs: bool = False  # write fresh outputs back into passed and changed .ipynb sources
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -76,7 +85,8 @@ class Config:
     def notebook_defaults(self) -> NotebookSettings:
         """The per-notebook settings every notebook starts from: this run's options."""
         return NotebookSettings(self.timeout, self.notebook_timeout, self.allow_errors, self.retries, self.kernel,
-                                self.cwd)
+                                self.cwd, check_outputs=self.check_outputs, check_cells=self.check_cells,
+                                image_tolerance=self.image_tolerance)
 
     @property
     def caching(self) -> bool:
@@ -114,9 +124,23 @@ class Config:
         if self.shard is not None:
             self.shard = str(parse_shard(self.shard))
         check_cwd(self.cwd, "--cwd")
+        self.validate_output_checks()
         for pattern in self.cache_inputs:
             check_cache_input(pattern, "--cache-inputs")
         return self
+
+    def validate_output_checks(self) -> None:
+        """Check the ``--check-outputs`` family and ``--update-outputs``; read the sanitize file."""
+        if self.image_tolerance is not None:
+            check_tolerance(self.image_tolerance, "--image-tolerance")
+        if self.nbval_sanitize_with is not None:
+            self.sanitize_masks = read_sanitize_file(self.nbval_sanitize_with)
+        if self.update_outputs:
+            clash = [name for name, given in (("--inplace", self.inplace), ("-p/--parameters", bool(self.parameters)))
+                     if given]
+            if clash:
+                raise ConfigError(f"--update-outputs writes outputs of a plain run back into the sources: "
+                                  f"it cannot be combined with {', '.join(clash)}")
 
 
 def split_list(text: str) -> List[str]:

@@ -1,8 +1,10 @@
 """Find the notebooks to run: globs and files in, sorted relative POSIX paths out.
 
-Hidden folders (``.git``, ``.ipynb_checkpoints``, ...) are skipped unless a pattern names them
-explicitly, and so is every folder nbci marked as its output (``files.MARKER``), so no run ever
-picks up an earlier run's copies, whatever ``--output-dir`` it was given. The walk follows a link
+Hidden folders (``.git``, ``.ipynb_checkpoints``, ...) and folders named like the default output
+folder (``nbci-output``) are skipped unless a pattern names them explicitly, and so is every folder
+that is an nbci output (it holds ``files.MARKER``, or nbci's ``results.json``: a downloaded artifact
+has no hidden marker), so no run ever picks up an earlier run's copies, whatever ``--output-dir`` it
+was given. The walk follows a link
 to a folder only when the folder's real path is inside the working directory and was not walked
 already: a link loop ends, a link out of the repository is not followed. A notebook that is a
 link to a file outside is still listed, and refused when it is read (``files``).
@@ -18,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Pattern, Set, Tuple
 
 from nbci.errors import ConfigError
-from nbci.files import MARKER, inside, is_marked
+from nbci.files import MARKER, OUTPUT_FOLDER, UnsafePath, inside, is_marked, open_inside
 from nbci.text_notebooks import TEXT_EXTENSIONS, is_text_path, looks_like_notebook
 
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -28,6 +30,15 @@ MAX_GLOBS = 1000  # each pattern's glob walks the tree, and every exclude is tri
 ANY_CHAR = re.compile(r".", re.DOTALL)
 ONE_CHAR = re.compile(r"[^/]")  # in one folder or file name
 CACHED_STEPS = 4096  # transitions a Glob remembers
+RESULTS_JSON = re.compile(rb'\A\{\s*"schema_version":\s*\d+,\s*"notebooks":')  # how nbci's results.json starts
+
+
+@dataclass
+class Discovery:
+    """What the patterns select: the notebooks, and the text files a glob matched that are not notebooks."""
+
+    notebooks: List[str]
+    not_notebooks: List[str]
 
 
 @dataclass(frozen=True)
@@ -157,16 +168,22 @@ def is_hidden(relpath: str) -> bool:
     return any(part.startswith(".") for part in relpath.split("/"))
 
 
-def discover(
+def discover(patterns: Iterable[str], root: Path, excludes: Iterable[str] = ()) -> List[str]:
+    """The notebooks the patterns select, as sorted paths relative to ``root``, one per file."""
+    return find(patterns, root, excludes).notebooks
+
+
+def find(
     patterns: Iterable[str],
     root: Path,
     excludes: Iterable[str] = (),
-) -> List[str]:
-    """Return the notebooks the patterns select, as sorted paths relative to ``root``, one per file.
+) -> Discovery:
+    """The notebooks the patterns select, as sorted paths relative to ``root``, one per file, and the
+    text files their globs matched that are not notebooks.
 
     A plain path must exist; a glob may match nothing. Raises ``ConfigError`` for a named file
-    that is missing, not a notebook or inside an output folder, for patterns that leave ``root``, and
-    for more than ``MAX_GLOBS`` globs.
+    that is missing, not a notebook file or inside an output folder, for patterns that leave
+    ``root``, and for more than ``MAX_GLOBS`` globs.
     """
     root = Path(root).resolve()
     patterns, excludes = list(dict.fromkeys(patterns)), list(dict.fromkeys(excludes))
@@ -174,20 +191,22 @@ def discover(
     if globs > MAX_GLOBS:
         raise ConfigError(f"{globs} globs and excludes are over nbci's limit of {MAX_GLOBS}: use fewer, wider globs")
     exclude_res = [translate_glob(relative_pattern(e, root) or "**") for e in excludes]
-    found = set()
+    found, passed_over = set(), set()
     for pattern in patterns:
         rel = relative_pattern(pattern, root)
-        for path in expand(rel, root, pattern):
+        for path in expand(rel, root, pattern, passed_over):
             if not any(r.match(path) for r in exclude_res):
                 found.add(path)
     by_file: Dict[str, str] = {}
     for path in sorted(found, key=lambda p: (p.count("/"), p)):  # the shortest path names a file
         by_file.setdefault(os.path.realpath(root / path), path)
-    return sorted(by_file.values())
+    not_notebooks = [path for path in passed_over if not any(r.match(path) for r in exclude_res)]
+    return Discovery(sorted(by_file.values()), sorted(not_notebooks))
 
 
-def expand(rel: str, root: Path, original: str) -> List[str]:
-    """The notebooks one normalised pattern names: the file itself, a folder's tree, or glob matches."""
+def expand(rel: str, root: Path, original: str, passed_over: Set[str]) -> List[str]:
+    """The notebooks one normalised pattern names: the file itself, a folder's tree, or glob matches;
+    the text files a glob matched that are not notebooks are added to ``passed_over``."""
     if not GLOB_CHARS.search(rel):
         target = root / rel
         try:
@@ -197,7 +216,7 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
         if is_dir:
             if not inside(Path(os.path.realpath(target)), root):
                 raise ConfigError(f"{original}: a link to a folder outside the working directory; name a folder inside it")
-            return expand(f"{rel}/**/*.ipynb" if rel else "**/*.ipynb", root, original)
+            return expand(f"{rel}/**/*.ipynb" if rel else "**/*.ipynb", root, original, passed_over)
         if not exists:
             raise ConfigError(f"{original}: no such notebook; check the path or quote a glob")
         if target.suffix != ".ipynb" and not is_text_path(rel):
@@ -205,23 +224,47 @@ def expand(rel: str, root: Path, original: str) -> List[str]:
                               f"{', '.join(TEXT_EXTENSIONS)}); name notebooks or globs like 'docs/**/*.ipynb'")
         marked = marked_folder(rel, root)
         if marked is not None:
-            raise ConfigError(f"{original}: inside {marked or '.'}, a folder nbci writes its output to (it holds "
-                              f"{MARKER}): nbci never runs its copies; name the source notebook")
+            folder, sign = marked
+            raise ConfigError(f"{original}: inside {folder or '.'}, a folder nbci writes its output to ({sign}): "
+                              "nbci never runs its copies; name the source notebook")
         return [rel]
     regex = translate_glob(rel)
     start = literal_prefix(rel)
-    return [path for path in walk(root, start, include_hidden=is_hidden(rel)) if regex.match(path)
-            and (path.endswith(".ipynb") or looks_like_notebook(root, path))]
+    named = rel.split("/")
+    notebooks = []
+    for path in walk(root, start, include_hidden=is_hidden(rel), include_output=OUTPUT_FOLDER in named):
+        if not regex.match(path):
+            continue
+        if path.endswith(".ipynb") or looks_like_notebook(root, path):
+            notebooks.append(path)
+        else:
+            passed_over.add(path)
+    return notebooks
 
 
-def marked_folder(relpath: str, root: Path) -> Optional[str]:
-    """The first folder on ``relpath``'s way from ``root`` that is an nbci output folder, or None."""
+def marked_folder(relpath: str, root: Path) -> Optional[Tuple[str, str]]:
+    """The first folder on ``relpath``'s way from ``root`` that is an nbci output folder, with what
+    shows it (``output_sign``), or None."""
     parts = relpath.split("/")[:-1]
     for depth in range(len(parts) + 1):
         folder = "/".join(parts[:depth])
-        if is_marked(root / folder):
-            return folder
+        sign = output_sign(root / folder)
+        if sign:
+            return folder, sign
     return None
+
+
+def output_sign(folder: Path) -> str:
+    """What shows ``folder`` is an nbci output folder: its marker, or a results.json nbci wrote (an
+    artifact downloaded without hidden files has no marker); "" when nothing does."""
+    if is_marked(folder):
+        return f"it holds {MARKER}"
+    try:
+        with open_inside(Path(os.path.realpath(folder)), "results.json") as handle:  # a regular file: a FIFO never blocks
+            head = handle.read(256)
+    except (UnsafePath, OSError):
+        return ""
+    return "it holds nbci's results.json" if RESULTS_JSON.match(head) else ""
 
 
 def literal_prefix(rel: str) -> str:
@@ -235,16 +278,17 @@ def literal_prefix(rel: str) -> str:
     return "/".join(literal)
 
 
-def walk(root: Path, start: str, include_hidden: bool) -> Iterator[str]:
+def walk(root: Path, start: str, include_hidden: bool, include_output: bool = False) -> Iterator[str]:
     """Every ``.ipynb`` and text-notebook candidate below ``root/start`` as a relative path: breadth first, links to folders
-    followed only into folders inside ``root`` not walked yet, marked output folders skipped."""
+    followed only into folders inside ``root`` not walked yet, nbci output folders skipped, and
+    folders named ``OUTPUT_FOLDER`` too unless ``include_output``."""
     seen = set()
     queue = [start]
     while queue:
         rel = queue.pop(0)
         folder = root / rel if rel else root
         real = os.path.realpath(folder)
-        if real in seen or not inside(Path(real), root) or is_marked(folder):
+        if real in seen or not inside(Path(real), root) or output_sign(folder):
             continue
         seen.add(real)
         try:
@@ -254,7 +298,8 @@ def walk(root: Path, start: str, include_hidden: bool) -> Iterator[str]:
             continue
         for entry in entries:
             name = entry.name
-            if name == CHECKPOINTS or (name.startswith(".") and not include_hidden):
+            if name == CHECKPOINTS or (name.startswith(".") and not include_hidden) \
+                    or (name == OUTPUT_FOLDER and not include_output):
                 continue
             child = f"{rel}/{name}" if rel else name
             try:

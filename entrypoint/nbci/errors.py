@@ -22,5 +22,10 @@ class InvalidNotebook(Exception):
         self.line = line
 
 
+class NotANotebook(InvalidNotebook):
+    """A text file named on the command line that is not a text notebook at all (no jupytext header,
+    no cell markers): skipped, not invalid, so an unquoted glob such as ``content/*.md`` still passes."""
+
+
 class NoNotebooksError(NbciError):
     """Discovery found nothing to run and ``--if-no-notebooks error`` is in force."""

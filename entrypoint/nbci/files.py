@@ -19,6 +19,7 @@ from typing import BinaryIO, Union
 
 MAX_NOTEBOOK_BYTES = 100 * 2**20
 MARKER = ".nbci-output"
+OUTPUT_FOLDER = "nbci-output"  # the default --output-dir: a folder of this name is walked only when named
 MARKER_TEXT = "nbci writes this folder (executed notebooks, results.json); notebooks under it are never run.\n"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)

@@ -19,7 +19,7 @@ from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
 from nbci.config import Config
-from nbci.discover import discover
+from nbci.discover import find
 from nbci.durations import expected_durations, run_order_durations
 from nbci.errors import ConfigError, NoNotebooksError
 from nbci.files import ensure_folder, inside, mark, write_atomic
@@ -86,15 +86,24 @@ def job_log(config: Config) -> Iterator[CommandLog]:
 
 
 def find_notebooks(config: Config) -> List[str]:
-    paths = discover(config.patterns, config.root, config.excludes)
-    if not paths and config.if_no_notebooks == "error":
-        raise NoNotebooksError(
-            f"no notebooks match {' '.join(config.patterns)} in {config.root}: "
-            "check the patterns, or pass --if-no-notebooks warn|ignore"
-        )
-    if not paths and config.if_no_notebooks == "warn":
-        print(f"nbci: warning: no notebooks match {' '.join(config.patterns)} in {config.root}", file=sys.stderr)
-    return paths
+    found = find(config.patterns, config.root, config.excludes)
+    if found.notebooks:
+        return found.notebooks
+    nothing = one_line(f"no notebooks match {' '.join(config.patterns)} in {config.root}{passed_over(found.not_notebooks)}")
+    if config.if_no_notebooks == "error":
+        raise NoNotebooksError(f"{nothing}: check the patterns, or pass --if-no-notebooks warn|ignore")
+    if config.if_no_notebooks == "warn":
+        print(f"nbci: warning: {nothing}", file=sys.stderr)
+    return []
+
+
+def passed_over(not_notebooks: List[str]) -> str:
+    """Why the text files a glob matched did not count, for the "no notebooks match" line; "" for none."""
+    if not not_notebooks:
+        return ""
+    count = len(not_notebooks)
+    return (f" (the globs matched {count} text file{'' if count == 1 else 's'}, such as {not_notebooks[0]}, "
+            f"and {'it is not' if count == 1 else 'none is'} a notebook: no jupytext header and no cell markers)")
 
 
 def narrow(config: Config, paths: List[str]) -> List[str]:

@@ -41,6 +41,7 @@ CHANGED = "changed"  # ran without errors, but outputs differ from the committed
 STATUSES = (PASSED, CACHED, FLAKY, SKIPPED, FAILED, TIMEOUT, NOTEBOOK_TIMEOUT, CRASHED, STARTUP_FAILED, INVALID,
             CANCELLED, ERROR, CHANGED)
 OK_STATUSES = (PASSED, CACHED, FLAKY, SKIPPED)  # skipped counts as neither passed nor failed
+NO_CODE = "no code cells ran"  # the reports' note on a notebook that passed without running any
 
 
 @dataclass
@@ -62,10 +63,11 @@ class CellError:
 
     @property
     def cell_name(self) -> Optional[str]:
-        """The cell as people name it: ``cell 39 (code cell 18)``, 1-based, or None when none ran."""
+        """The cell as people name it: ``cell 39 (code cell 18)``, 1-based (``cell 3`` when it is also
+        code cell 3), or None when none ran."""
         if self.cell_index is None:
             return None
-        code = f" (code cell {self.code_cell})" if self.code_cell else ""
+        code = f" (code cell {self.code_cell})" if self.code_cell and self.code_cell != self.cell_index + 1 else ""
         return f"cell {self.cell_index + 1}{code}"
 
     def __post_init__(self) -> None:
@@ -135,6 +137,7 @@ class NotebookResult:
     skip_reason: Optional[str] = None  # for a skipped notebook: the settings file's reason
     parameters: Optional[Dict[str, Any]] = None  # the parameters injected, when any
     output_check: Optional[OutputCheck] = None  # with --check-outputs: how its outputs compared
+    cells_run: Optional[int] = None  # code cells its kernel ran (empty and frozen ones are not); None: not run
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,16 @@ class NotebookResult:
         if self.status == CHANGED:
             return self.output_check is not None and self.output_check.mode == "warn"
         return self.status in OK_STATUSES
+
+    @property
+    def location(self) -> str:
+        """``a.ipynb:41``: the path, and the failing line in the notebook's file when known."""
+        return f"{self.path}:{self.error.line}" if self.error and self.error.line else self.path
+
+    @property
+    def ran_no_code(self) -> bool:
+        """Passed without its kernel running a code cell: it has none, or only empty or frozen ones."""
+        return self.status == PASSED and self.cells_run == 0
 
     def to_json(self) -> Dict[str, Any]:
         return asdict(self)

@@ -32,13 +32,15 @@ from nbci.execute import (
     InvalidNotebook, Watch, describe, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
-from nbci.files import inside
+from nbci.files import inside, write_atomic
 from nbci.locate import failure_line
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
+from nbci.outputs import CheckOptions, Mask, check_outputs, committed_cells, updated_source
 from nbci.parameters import inject
 from nbci.report.github import notebook_log
-from nbci.results import CellError, NotebookResult
+from nbci.results import CellError, NotebookResult, OutputCheck
 from nbci.settings import NotebookSettings, settings_for
+from nbci.text import escape_surrogates
 from nbci.text_notebooks import copy_name, is_text_path
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
@@ -48,6 +50,7 @@ INTERNAL_ERROR = "NbciInternalError"  # the ename of a notebook nbci itself fail
 # kernel ahead per worker leaves workers waiting; two keep them busy at ~50 MiB per idle kernel.
 PREFETCH_PER_WORKER = 2
 SAMPLE_INTERVAL = 0.25  # seconds between memory samples of a running kernel
+UPDATED_STATUSES = (st.PASSED, st.FLAKY, st.CHANGED, st.CACHED)  # --update-outputs writes these back
 
 
 @dataclass
@@ -87,6 +90,7 @@ class Prepared:
     cached: Optional[Entry] = None  # the fresh cache entry that stands for running it
     reads: Optional[Dict[str, Any]] = None  # what the last attempt's kernel looked at (nbci.recorder), for the cache
     failure: Optional[Exception] = None  # what nbci raised while preparing it (the job's error)
+    committed: Optional[List[Dict[str, Any]]] = None  # the cells as committed, for --check-outputs
 
 
 def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
@@ -214,6 +218,8 @@ class Runner:
             if source.from_text:
                 prepared.text_sources = [cell.get("source", "") for cell in source.nb.cells]
             prepared.injected_at = inject(prepared.nb, prepared.settings.parameters)
+            if prepared.settings.check_outputs != "off":
+                prepared.committed = committed_cells(prepared.nb.cells)
             cwd = kernel_cwd(config.root, job.path, prepared.settings.cwd)
         except InvalidNotebook as exc:  # unreadable, another language for parameters, or no cwd
             prepared.invalid = exc
@@ -252,15 +258,16 @@ class Runner:
         if prepared.settings.skip:
             result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
         elif prepared.invalid is not None:
-            result = invalid_result(job.path, str(prepared.invalid))
-            result.error.line = prepared.invalid.line
+            result = invalid_result(job.path, prepared.invalid)
         elif prepared.cached is not None:
             result, nb = self._reuse(job, prepared.cached)
         else:
             result, nb = await self._attempts(prepared)
             result.warnings = prepared.warnings + result.warnings
-            if result.status == st.PASSED and prepared.cache_key and self.cache is not None:
+            if result.status in (st.PASSED, st.CHANGED) and prepared.cache_key and self.cache is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self._keep, prepared, result, nb)
+        if self.config.update_outputs and result.status in UPDATED_STATUSES:
+            await asyncio.get_running_loop().run_in_executor(None, self._update_source, prepared, nb, result)
         if prepared.settings.parameters and not prepared.settings.skip:
             result.parameters = dict(prepared.settings.parameters)
         return result, nb
@@ -268,8 +275,11 @@ class Runner:
     def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
         """The result a cache entry stands for, its executed copy written as a run would write it."""
         nb = nbformat.from_dict(entry.notebook)
-        result = NotebookResult(job.path, st.CACHED, kernel=entry.result.get("kernel"),
-                                peak_rss=entry.result.get("peak_rss"), cached_from=entry.origin())
+        check = entry.result.get("output_check")
+        output_check = OutputCheck.from_json(check) if isinstance(check, dict) else None
+        result = NotebookResult(job.path, st.CHANGED if output_check and output_check.differences else st.CACHED,
+                                kernel=entry.result.get("kernel"), peak_rss=entry.result.get("peak_rss"),
+                                cached_from=entry.origin(), output_check=output_check)
         self._write_copy(job, nb, result)
         return result, nb
 
@@ -281,6 +291,21 @@ class Runner:
             self.cache.store(prepared.cache_key, result.to_json(), nb, self.cache.relative_reads(prepared.reads))
         except Exception as exc:  # a copy or result the cache cannot hold: the run goes on without it
             result.warnings.append(f"not kept in the execution cache: {getattr(exc, 'strerror', None) or describe(exc)}")
+
+    def _update_source(self, prepared: Prepared, nb: NotebookNode, result: NotebookResult) -> None:
+        """``--update-outputs``: write the fresh outputs into the notebook's ``.ipynb`` source, keeping the
+        rest of the file as it was; a text notebook or a file that cannot be written gets a warning."""
+        path = prepared.job.path
+        if is_text_path(path):
+            result.warnings.append("--update-outputs: a text notebook keeps no outputs; left as it is")
+            return
+        try:
+            text = updated_source(prepared.text, nb.cells, self._check_options(prepared.settings), prepared.injected_at)
+            if text is not None:
+                write_atomic(Path(os.path.realpath(self.config.root / path)), escape_surrogates(text))
+        except (OSError, ValueError, RecursionError) as exc:
+            result.warnings.append(f"--update-outputs: could not write {path}: "
+                                   f"{getattr(exc, 'strerror', None) or describe(exc)}")
 
     async def _attempts(self, prepared: Prepared) -> Tuple[NotebookResult, NotebookNode]:
         """Run until passed, or the failure is not transient, or ``--retries`` are used up."""
@@ -312,18 +337,39 @@ class Runner:
             try:
                 status, error = await execute(nb, kernel, request.cwd, prepared.settings.timeout,
                                               prepared.settings.allow_errors, watch, lambda: self.cancelled,
-                                              self.config.root if self.cache is not None else None)
+                                              self.config.root if self.cache is not None else None,
+                                              nbval=prepared.committed is not None or self.config.update_outputs)
                 prepared.reads = watch.reads
             finally:
                 monitor.cancel()
                 self.pool.release(kernel)
             result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
                                     kernel_output=kernel.output.text() if kernel.output else "",
-                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings))
+                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings),
+                                    cells_run=watch.cells_run)
         result.duration = round(watch.elapsed, 3)
         result.attempts = attempt
+        if prepared.committed is not None and result.status == st.PASSED:
+            await asyncio.get_running_loop().run_in_executor(None, self._check, prepared, nb, result)
         self._write_copy(job, nb, result)
         return result
+
+    def _check_options(self, settings: NotebookSettings) -> CheckOptions:
+        masks = self.config.sanitize_masks + tuple(Mask(pattern, replace) for pattern, replace in settings.output_masks)
+        return CheckOptions(settings.check_outputs, settings.check_cells, masks, self.config.default_masks,
+                            settings.image_tolerance)
+
+    def _check(self, prepared: Prepared, nb: NotebookNode, result: NotebookResult) -> None:
+        """Compare the fresh outputs with the committed ones: status ``changed`` when they differ."""
+        result.output_check = check_outputs(prepared.committed, nb.cells, self._check_options(prepared.settings))
+        lines: Dict[int, Optional[int]] = {}
+        for difference in result.output_check.differences:
+            if difference.cell_index not in lines:
+                lines[difference.cell_index] = failure_line(prepared.text, CellError("", "", difference.cell_index),
+                                                            prepared.text_sources, prepared.injected_at)
+            difference.line = lines[difference.cell_index]
+        if result.output_check.differences:
+            result.status = st.CHANGED
 
     def _write_copy(self, job: Job, nb: NotebookNode, result: NotebookResult) -> None:
         """Write the executed (or partial) copy and set ``result.output_path`` (relative to the root when

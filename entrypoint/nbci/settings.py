@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from nbci.discover import Glob, translate_glob
 from nbci.errors import ConfigError
 from nbci.files import UnsafePath, inside, open_inside
+from nbci.outputs import MODES, SCOPES, check_mask, pillow_available
 from nbci.parameters import check_name, plain_value, yaml_problem
 
 DEFAULT_FILE = ".nbci.yml"
@@ -45,7 +46,9 @@ MAX_CACHE_INPUT_STARS = 2
 CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working directory
 # keys of a ``notebooks`` entry, besides ``glob``, and the option each one overrides
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
-                 "retries": "retries", "kernel": "kernel", "cwd": "cwd", "skip": "skip", "parameters": "parameters"}
+                 "retries": "retries", "kernel": "kernel", "cwd": "cwd", "skip": "skip", "parameters": "parameters",
+                 "check-outputs": "check_outputs", "check-cells": "check_cells", "output-masks": "output_masks",
+                 "image-tolerance": "image_tolerance"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class NotebookSettings:
     cwd: str = "notebook"  # "notebook", "root", or a folder relative to the working directory
     skip: Optional[str] = None  # why the notebook is not run
     parameters: Dict[str, Any] = field(default_factory=dict)
+    check_outputs: str = "off"  # off, warn or fail (nbci.outputs)
+    check_cells: str = "all"  # all, or marked: only cells marked NBVAL_CHECK_OUTPUT
+    output_masks: Tuple[Tuple[str, str], ...] = ()  # (regex, replacement) pairs, after the default masks
+    image_tolerance: Optional[float] = None  # None: images are not compared
 
 
 @dataclass
@@ -138,6 +145,10 @@ def load_settings(path: Path, root: Path) -> SettingsFile:
                     settings.rules.insert(0, Rule("**", {"parameters": value}, where(path, name_node),
                                                   translate_glob("**")))
                     continue
+                if name == "output-masks":  # for every notebook, under any entry's
+                    settings.rules.insert(0, Rule("**", {"output_masks": check_masks(value, where(path, option_node))},
+                                                  where(path, name_node), translate_glob("**")))
+                    continue
                 if name == "cache-inputs":
                     for pattern in value if isinstance(value, list) else str(value).split():
                         check_cache_input(str(pattern), f"{where(path, option_node)}: cache-inputs")
@@ -194,9 +205,36 @@ def check_value(key: str, value: Any, at: str) -> Any:
         return {check_name(name, f"{at}: parameters"): item for name, item in value.items()}
     if key == "cwd":
         return check_cwd(value, at)
+    if key in ("check-outputs", "check-cells"):
+        choices = MODES if key == "check-outputs" else SCOPES
+        if value not in choices:
+            raise ConfigError(f"{at}: {key} must be one of {', '.join(choices)}, not {shown(value)}")
+        return value
+    if key == "output-masks":
+        return check_masks(value, at)
+    if key == "image-tolerance":
+        return check_tolerance(value, at)
     if not isinstance(value, str) or not value.strip():  # kernel, skip
         raise ConfigError(f"{at}: {key} must be text, not {shown(value)}")
     return value
+
+
+def check_masks(value: Any, at: str) -> Tuple[Tuple[str, str], ...]:
+    """``output-masks``: a list of ``{regex: ..., replace: ...}`` mappings."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) and set(item) <= {"regex", "replace"}
+                                              for item in value):
+        raise ConfigError(f"{at}: output-masks must be a list of mappings such as {{regex: 'id=\\d+', replace: 'id=N'}}")
+    masks = [check_mask(item.get("regex"), item.get("replace", ""), f"{at}: output-masks") for item in value]
+    return tuple((mask.pattern, mask.replace) for mask in masks)
+
+
+def check_tolerance(value: Any, at: str) -> float:
+    """``image-tolerance``: a root-mean-square pixel difference from 0 to 255."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 255:
+        raise ConfigError(f"{at}: image-tolerance must be a number from 0 to 255, not {shown(value)}")
+    if not pillow_available():
+        raise ConfigError(f"{at}: image-tolerance compares decoded pixels with Pillow: pip install 'nbci[images]'")
+    return float(value)
 
 
 def check_cwd(value: Any, at: str) -> str:

@@ -12,6 +12,11 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"… [{len(text) - limit} more characters]"
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 notebook``, ``2 notebooks``: a count and its noun in the right number."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def escape_surrogates(json_text: str) -> str:
     """JSON text with each lone surrogate (which UTF-8 cannot hold) written as its ``\\uXXXX`` escape,
     as the file it was read from had it."""

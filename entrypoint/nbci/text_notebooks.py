@@ -2,7 +2,8 @@
 
 A text file counts as a notebook only when it says so: a jupytext header, ``# %%`` cells in a
 script, ``{code-cell}`` blocks in Markdown, code chunks in R Markdown or Quarto. Globs pick up only
-such files; a text file named explicitly that is not one is reported ``invalid`` with the reason.
+such files; a text file named explicitly that is not one is reported ``skipped`` with the reason
+(an unquoted glob the shell expanded names every file).
 jupytext is an optional dependency (``nbci[text]``).
 """
 
@@ -14,7 +15,7 @@ from typing import Dict, Iterable, Mapping, Optional
 
 from nbformat import NotebookNode
 
-from nbci.errors import InvalidNotebook
+from nbci.errors import InvalidNotebook, NotANotebook
 from nbci.files import UnsafePath, read_notebook_bytes
 
 TEXT_EXTENSIONS = (".py", ".md", ".Rmd", ".qmd")
@@ -60,7 +61,8 @@ def not_a_notebook(text: str, suffix: str) -> str:
     marker, names = MARKERS[suffix]
     if HEADER.search(text) or marker.search(text):
         return ""
-    return f"a {suffix} file with no jupytext header and no {names}: not a notebook (jupytext)"
+    return (f"not a notebook: a {suffix} file with no jupytext header and no {names}; to run only the notebooks "
+            f"a glob matches, quote it (nbci run 'docs/*{suffix}'), so nbci expands it, not the shell")
 
 
 def looks_like_notebook(root: Path, relpath: str) -> bool:
@@ -77,7 +79,7 @@ def read_text_notebook(text: str, suffix: str) -> NotebookNode:
     """The notebook jupytext reads from ``text``; ``InvalidNotebook`` when it is none, or jupytext is missing."""
     reason = not_a_notebook(text, suffix)
     if reason:
-        raise InvalidNotebook(reason)
+        raise NotANotebook(reason)
     try:
         import jupytext
     except ImportError:

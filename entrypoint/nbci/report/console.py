@@ -24,8 +24,8 @@ from nbci.config import Config
 from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, format_bytes,
                          not_run_note, problems_headline, tail)
 from nbci.report.workflow_commands import CommandLog, no_command, one_line
-from nbci.text import clip
-from nbci.results import NotebookResult, RunResult
+from nbci.text import clip, counted
+from nbci.results import NO_CODE, NotebookResult, RunResult
 
 TRACEBACK_LINES = 40
 SOURCE_LINES = 30
@@ -54,7 +54,7 @@ class ConsoleReporter(Reporter):
     def run_started(self, paths: List[str], config: Config) -> None:
         timeout = f"{config.timeout:g} s per cell" if config.timeout else "no cell timeout"
         jobs = min(config.jobs, len(paths)) or 1
-        self._print(f"nbci: {len(paths)} notebooks, {jobs} at a time, {timeout}, "
+        self._print(f"nbci: {counted(len(paths), 'notebook')}, {jobs} at a time, {timeout}, "
                     f"executed copies in {one_line(str(config.output_dir))}")
 
     def heartbeat(self, path, cell_index, source_line, elapsed, rss) -> None:
@@ -68,6 +68,7 @@ class ConsoleReporter(Reporter):
             self._sources[result.path] = source
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
         timing = one_line(not_run_note(result), CLOSING_CHARS) or f"{result.duration:.1f} s{retried}"  # the repository's text
+        timing += f", {NO_CODE}" if result.ran_no_code else ""
         self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")
@@ -86,7 +87,7 @@ class ConsoleReporter(Reporter):
             self._print_failure(result)
         counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
         state = " (cancelled)" if run.cancelled else ""
-        self._print(f"\n{summary['total']} notebooks: {counts or 'none run'} in {run.duration:.1f} s{state}")
+        self._print(f"\n{counted(summary['total'], 'notebook')}: {counts or 'none run'} in {run.duration:.1f} s{state}")
         if run.failures:
             self._print("did not pass:")
             for result in run.failures:
@@ -96,6 +97,8 @@ class ConsoleReporter(Reporter):
             for result in changed:
                 self._print("  " + one_line(failure_line(result), CLOSING_CHARS))
         self._print(f"executed copies and results.json in {one_line(str(config.output_dir))}")
+        if config.html:
+            self._print(f"HTML report: {one_line(str(config.output_dir / 'index.html'))}")
         if run.problems:
             self._print(f"{problems_headline(run)}:")
             for problem in run.problems:
@@ -151,9 +154,10 @@ def shows_error(lines: List[str], ename: str, evalue: str) -> bool:
 
 
 def failure_line(result: NotebookResult) -> str:
-    """``FAILED  a.ipynb  cell 3 (code cell 2)  ZeroDivisionError: division by zero``."""
+    """``FAILED  a.ipynb:41  cell 3 (code cell 2)  ZeroDivisionError: division by zero`` (``:41``, the
+    failing line in the notebook's file, when known)."""
     error = result.error
-    parts = [f"{result.status.upper():<16}", result.path]
+    parts = [f"{result.status.upper():<16}", result.location]
     if error is not None:
         if error.cell_name:
             parts.append(error.cell_name)

@@ -40,8 +40,8 @@ from nbci.report import (Reporter, changed_note, changes, diff_lines, difference
                          printable, problems_headline, tail)
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
-from nbci.text import clip as _clip
-from nbci.results import NotebookResult, RunResult
+from nbci.text import clip as _clip, counted
+from nbci.results import NO_CODE, NotebookResult, RunResult
 
 MAX_ERROR_ANNOTATIONS = 10
 SUMMARY_LIMIT = 2**20  # bytes: GitHub refuses a larger summary for one step
@@ -276,14 +276,14 @@ def _headline(run: RunResult) -> str:
     summary = run.summary()
     changed = f"; {summary['changed']} changed their outputs" if summary["changed"] else ""
     if run.problems:
-        failed = f"; {summary['failed']} of {summary['total']} notebooks did not pass" if summary["failed"] else ""
+        failed = f"; {summary['failed']} of {counted(summary['total'], 'notebook')} did not pass" if summary["failed"] else ""
         head = f"### ❌ {problems_headline(run)}{failed}"
     elif run.ok:
         notes = [f"{summary[key]} {key}" for key in ("cached", "skipped") if summary[key]]
         cached = f" ({', '.join(notes)})" if notes else ""
-        head = f"### ✅ nbci: {summary['passed']} notebooks passed{cached}{changed}"  # skipped ones are neither
+        head = f"### ✅ nbci: {counted(summary['passed'], 'notebook')} passed{cached}{changed}"  # skipped ones are neither
     else:
-        head = f"### ❌ nbci: {summary['failed']} of {summary['total']} notebooks did not pass{changed}"
+        head = f"### ❌ nbci: {summary['failed']} of {counted(summary['total'], 'notebook')} did not pass{changed}"
     state = ", cancelled" if run.cancelled else ""
     problems = _fence(problems_text(run), "text") if run.problems else ""
     return f"{head} ({run.duration:.1f} s{state})\n\n{problems}"
@@ -293,6 +293,7 @@ def _row(result: NotebookResult) -> str:
     status = f"{STATUS_ICONS.get(result.status, '')} {result.status}".strip()
     note = not_run_note(result)
     timing = f"not run: {_code(_clip(note, 200))}" if note else f"{result.duration:.1f} s"  # a skip's reason is the repository's text
+    timing += f", {NO_CODE}" if result.ran_no_code else ""
     return f"| {status} | {_code(result.path)} | {timing} |\n"
 
 
@@ -300,7 +301,7 @@ def _failure_details(result: NotebookResult, source: Optional[str]) -> str:
     error = result.error
     where = f" in {error.cell_name}" if error and error.cell_name else ""
     headline = _clip(f"{STATUS_TITLES.get(result.status, result.status)}{where}: {failure_message(result)}", 500)
-    title = f"<code>{_html_line(result.path)}</code> {_html_line(headline)}"
+    title = f"<code>{_html_line(result.location)}</code> {_html_line(headline)}"
     if not source and not (error and error.traceback):
         return f"<p>{title}</p>\n\n"  # an HTML block: Markdown would read links and emphasis in a paragraph
     parts = [f"<details><summary>{title}</summary>\n\n"]

@@ -1,0 +1,364 @@
+"""Output regression checking (``--check-outputs``): a notebook's fresh outputs against its committed ones.
+
+The rules are nbval's, so its users get the verdicts they know: a code cell the committed notebook
+never ran (no execution count, no outputs) is not compared; streams are compared per name with
+consecutive stream outputs coalesced and ``\\r``/``\\b`` applied; rich outputs per MIME type, a
+differing set of MIME types differs; errors by ``ename`` and ``evalue``, never the traceback;
+metadata, execution counts and widget ids never. nbval's markers apply with its precedence (a
+comment in the source wins over a tag). Images are compared only with an ``image_tolerance``,
+decoded to pixels. Masks (``DEFAULT_MASKS``, then the user's) are applied to both sides first.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from nbci.errors import ConfigError
+from nbci.results import OutputCheck, OutputDifference
+from nbci.text import clip
+
+MODES = ("off", "warn", "fail")
+SCOPES = ("all", "marked")  # marked: only cells marked check-output (nbval's --nbval-lax)
+DIFF_CHARS = 4_000  # characters of each side's text kept per difference
+NOTHING_TO_COMPARE = "nothing to compare: the notebook has no committed outputs"
+RASTER_IMAGES = ("image/png", "image/jpeg")
+IMAGES = RASTER_IMAGES + ("image/svg+xml",)
+NEVER_COMPARED = ("application/vnd.jupyter.widget-view+json",)  # model ids are random
+
+# nbval's markers: (option, value) by comment; a tag is the comment in lower case with dashes
+COMMENT_MARKERS = {
+    "PYTEST_VALIDATE_IGNORE_OUTPUT": ("check", False),
+    "NBVAL_IGNORE_OUTPUT": ("check", False),
+    "NBVAL_CHECK_OUTPUT": ("check", True),
+    "NBVAL_RAISES_EXCEPTION": ("raises", True),
+    "NBVAL_SKIP": ("skip", True),
+}
+TAG_MARKERS = {name.lower().replace("_", "-"): marker for name, marker in COMMENT_MARKERS.items()}
+NBVAL_TAGS = frozenset(TAG_MARKERS)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """A regular expression and its replacement, applied to both sides' text before comparing."""
+
+    pattern: str
+    replace: str
+    name: str = ""
+
+
+DEFAULT_MASKS = (
+    Mask(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", "ANSI escape codes"),
+    Mask(r"\r\n", "\n", "Windows line ends"),
+    Mask(r"(?m)^[^\n]*\r(?=[^\n])", "", "lines overwritten with a carriage return (progress bars)"),
+    Mask(r"\[\d+(?::\d+)+<(?:\d+(?::\d+)+|\?)(?:, *[^\]\n]*)?\]", "[PROGRESS]", "tqdm's elapsed time and rate"),
+    Mask(r"(?m)^(CPU times|Wall time):[^\n]*", r"\1: TIME", "%time lines"),
+    Mask(r"\bat 0x[0-9a-fA-F]{4,16}\b", "at 0xADDRESS", "memory addresses"),
+    Mask(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID", "UUIDs"),
+    Mask(r"\bdatetime\.(datetime|date|time)\([0-9, ]*\)", r"datetime.\1(...)", "datetime reprs"),
+    Mask(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b", "DATETIME",
+         "ISO date-times"),
+    Mask(r"\b\d{4}-\d{2}-\d{2}\b", "DATE", "ISO dates"),
+    Mask(r"\b\d{2}:\d{2}:\d{2}(?:\.\d+)?\b", "TIME", "ISO times"),
+    Mask(r"(?m)[ \t]+$", "", "trailing whitespace"),
+)
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How one notebook's outputs are checked."""
+
+    mode: str = "off"
+    scope: str = "all"
+    masks: Tuple[Mask, ...] = ()  # the user's, applied after the default ones
+    default_masks: bool = True
+    image_tolerance: Optional[float] = None  # None: images are not compared
+
+    @property
+    def all_masks(self) -> Tuple[Mask, ...]:
+        return (DEFAULT_MASKS if self.default_masks else ()) + self.masks
+
+
+@dataclass(frozen=True)
+class Markers:
+    """nbval's markers on one code cell; ``check`` None when the cell leaves it to the scope."""
+
+    check: Optional[bool] = None
+    raises: bool = False
+    skip: bool = False
+
+
+def cell_markers(cell: Dict[str, Any]) -> Markers:
+    """The cell's nbval markers: its tags, then its comment lines over them (nbval's precedence)."""
+    found: Dict[str, bool] = {}
+    for tag in tags_of(cell):
+        if tag in TAG_MARKERS:
+            option, value = TAG_MARKERS[tag]
+            found[option] = value
+    for line in str(cell.get("source", "")).splitlines():
+        line = line.strip()
+        if line.startswith("#") and line.lstrip("#").strip() in COMMENT_MARKERS:
+            option, value = COMMENT_MARKERS[line.lstrip("#").strip()]
+            found[option] = value
+    return Markers(**found)
+
+
+def tags_of(cell: Dict[str, Any]) -> List[str]:
+    """The cell's tags that are text (a notebook's metadata may hold anything)."""
+    tags = cell.get("metadata", {}).get("tags")
+    return [tag for tag in tags if isinstance(tag, str)] if isinstance(tags, list) else []
+
+
+def compiled(masks: Sequence[Mask]) -> List[Tuple["re.Pattern[str]", str]]:
+    return [(re.compile(mask.pattern), mask.replace) for mask in masks]
+
+
+def check_mask(pattern: Any, replace: Any, at: str) -> Mask:
+    """A user's mask, its regular expression compiled once to find mistakes; ``ConfigError`` naming ``at``."""
+    if not isinstance(pattern, str) or not pattern or not isinstance(replace, str):
+        raise ConfigError(f"{at}: a mask is a regex and its replacement text, e.g. {{regex: 'id=\\d+', replace: 'id=N'}}")
+    try:
+        re.compile(pattern).sub(replace, "")
+    except (re.error, OverflowError, RecursionError, IndexError) as exc:
+        raise ConfigError(f"{at}: {pattern!r} is not a valid regular expression with its replacement ({exc})") from None
+    return Mask(pattern, replace)
+
+
+def read_sanitize_file(path: Path) -> Tuple[Mask, ...]:
+    """The masks of an nbval sanitize file (``[section]`` lines, then ``regex:``/``replace:`` pairs)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--nbval-sanitize-with {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    pairs = re.findall(r"^regex: (.*)$\n^replace: (.*)$", text, flags=re.MULTILINE)  # nbval's own reading
+    return tuple(check_mask(pattern, replace, f"--nbval-sanitize-with {path}") for pattern, replace in pairs)
+
+
+def check_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[str, Any]],
+                  options: CheckOptions) -> OutputCheck:
+    """Compare each code cell of ``executed`` with the same cell of ``committed`` (index for index)."""
+    check = OutputCheck(options.mode)
+    if not any(cell.get("outputs") for cell in committed if cell.get("cell_type") == "code"):
+        check.note = NOTHING_TO_COMPARE
+        return check
+    masks = compiled(options.all_masks)
+    code_cell = 0
+    for index, (before, after) in enumerate(zip(committed, executed)):
+        if before.get("cell_type") != "code":
+            continue
+        code_cell += 1
+        if not compared(before, after, options.scope):
+            continue
+        check.compared += 1
+        name = f"cell {index + 1} (code cell {code_cell})"
+        for output, kind, expected, actual in cell_differences(before, after, masks, options.image_tolerance):
+            check.differences.append(OutputDifference(index, name, output, kind, clip(expected, DIFF_CHARS),
+                                                      clip(actual, DIFF_CHARS)))
+    return check
+
+
+def compared(before: Dict[str, Any], after: Dict[str, Any], scope: str) -> bool:
+    """Whether a code cell is compared: marked or in scope, run now, and run in the committed notebook."""
+    markers = cell_markers(before)
+    if markers.skip or "skip-execution" in tags_of(before):
+        return False
+    if not (scope == "all" if markers.check is None else markers.check):
+        return False
+    never_run = before.get("execution_count") is None and not before.get("outputs")
+    return not never_run and after.get("execution_count") is not None
+
+
+def cell_differences(before: Dict[str, Any], after: Dict[str, Any], masks: List[Tuple["re.Pattern[str]", str]],
+                     tolerance: Optional[float], images: bool = False) -> List[Tuple[str, str, str, str]]:
+    """``(output, kind, expected, actual)`` for each output key whose values differ; images only with a
+    ``tolerance`` or ``images`` (then, without a tolerance, byte for byte)."""
+    images = images or tolerance is not None
+    expected, actual = channels(before.get("outputs") or [], images), channels(after.get("outputs") or [], images)
+    found = []
+    for key in list(expected) + [key for key in actual if key not in expected]:
+        if key not in actual:
+            found.append((key, "missing", shown(key, expected[key], masks), ""))
+        elif key not in expected:
+            found.append((key, "extra", "", shown(key, actual[key], masks)))
+        elif not same(key, expected[key], actual[key], masks, tolerance):
+            found.append((key, "changed", shown(key, expected[key], masks), shown(key, actual[key], masks)))
+    return found
+
+
+def channels(outputs: Sequence[Dict[str, Any]], images: bool) -> Dict[str, List[str]]:
+    """Each compared output key (a stream name, a MIME type, ``error``) and its values, in order."""
+    found: Dict[str, List[str]] = {}
+    for output in coalesce_streams(outputs):
+        kind = output.get("output_type")
+        if kind == "stream":
+            found.setdefault(str(output.get("name", "stdout")), []).append(output.get("text", ""))
+        elif kind == "error":
+            found.setdefault("error", []).append(f"{output.get('ename', '')}: {output.get('evalue', '')}")
+        elif kind in ("display_data", "execute_result"):
+            data = output.get("data") or {}
+            for mime, value in data.items() if isinstance(data, dict) else ():
+                if mime in NEVER_COMPARED or (mime in IMAGES and not images):
+                    continue
+                found.setdefault(mime, []).append(as_text(value))
+    return found
+
+
+def coalesce_streams(outputs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """nbval's coalescing: each stream name's outputs joined into its first, ``\\b`` and lone ``\\r`` applied."""
+    merged: List[Dict[str, Any]] = []
+    streams: Dict[str, Dict[str, Any]] = {}
+    for output in outputs:
+        if not isinstance(output, dict):
+            continue
+        if output.get("output_type") != "stream":
+            merged.append(output)
+        elif output.get("name") in streams:
+            streams[output.get("name")]["text"] += as_text(output.get("text", ""))
+        else:
+            streams[output.get("name")] = {**output, "text": as_text(output.get("text", ""))}
+            merged.append(streams[output.get("name")])
+    for stream in streams.values():
+        stream["text"] = overwrite(stream["text"])
+    return merged
+
+
+def overwrite(text: str) -> str:
+    """``text`` as a terminal shows it: a character before ``\\b`` erased, a line before a lone ``\\r`` dropped."""
+    while True:
+        shorter = re.sub(r"[^\n]\x08", "", text)
+        if len(shorter) == len(text):
+            break
+        text = shorter
+    return re.sub(r"(?m)^.*\r(?=[^\n])", "", text)
+
+
+def as_text(value: Any) -> str:
+    """A MIME value as text: a list of lines joined, JSON as sorted indented JSON."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):  # nested past the stack: the C encoder, on one line
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def masked(text: str, masks: List[Tuple["re.Pattern[str]", str]]) -> str:
+    for pattern, replace in masks:
+        text = pattern.sub(replace, text)
+    return text
+
+
+def shown(key: str, values: List[str], masks: List[Tuple["re.Pattern[str]", str]]) -> str:
+    """The values of one output key as a difference shows them: masked text, or a note for an image."""
+    if key in RASTER_IMAGES:
+        return "\n".join(describe_image(value) for value in values)
+    return "\n".join(masked(value, masks) for value in values)
+
+
+def same(key: str, expected: List[str], actual: List[str], masks: List[Tuple["re.Pattern[str]", str]],
+         tolerance: Optional[float]) -> bool:
+    if len(expected) != len(actual):
+        return False
+    if key in RASTER_IMAGES and tolerance is not None:
+        return all(image_difference(a, b) <= tolerance for a, b in zip(expected, actual))
+    return all(masked(a, masks) == masked(b, masks) for a, b in zip(expected, actual))
+
+
+def decoded(value: str) -> Any:
+    """A base64 raster image as RGBA pixels (Pillow), or None when it cannot be decoded."""
+    from PIL import Image
+
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(value)))
+        return image.convert("RGBA")
+    except (OSError, ValueError, binascii.Error, Image.DecompressionBombError, SyntaxError):
+        return None
+
+
+def image_difference(expected: str, actual: str) -> float:
+    """The root-mean-square difference of the RGBA channel values (0-255); infinite when the sizes
+    differ or either side is not an image."""
+    from PIL import ImageChops, ImageStat
+
+    before, after = decoded(expected), decoded(actual)
+    if before is None or after is None:
+        return 0.0 if expected == actual else float("inf")
+    if before.size != after.size:
+        return float("inf")
+    channels_rms = ImageStat.Stat(ImageChops.difference(before, after)).rms
+    return (sum(value * value for value in channels_rms) / len(channels_rms)) ** 0.5
+
+
+def describe_image(value: str) -> str:
+    image = decoded(value)
+    return "[not a readable image]" if image is None else f"[image {image.size[0]}x{image.size[1]}]"
+
+
+def pillow_available() -> bool:
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def committed_cells(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """What comparing needs of each cell, copied before execution clears it."""
+    return [{"cell_type": cell.get("cell_type"), "source": cell.get("source", ""),
+             "metadata": {"tags": tags_of(cell)},
+             "execution_count": cell.get("execution_count"),
+             "outputs": json.loads(json.dumps(cell.get("outputs") or [], default=str))} for cell in cells]
+
+
+def updated_source(text: str, executed: Sequence[Dict[str, Any]], options: CheckOptions,
+                   injected_at: Optional[int] = None) -> Optional[str]:
+    """The ``.ipynb`` file ``text`` with each code cell that ran now and whose outputs differ (masked,
+    images byte for byte unless ``options`` give a tolerance) given its fresh outputs and count, everything
+    else as it was (key order, indentation, ids, metadata, the last newline); None when no cell changed,
+    or the file's cells do not line up with the executed ones."""
+    source = json.loads(text)
+    cells = source.get("cells") if isinstance(source, dict) else None
+    fresh = [cell for index, cell in enumerate(executed) if index != injected_at]
+    if not isinstance(cells, list) or len(cells) != len(fresh):
+        return None
+    masks, changed = compiled(options.all_masks), False
+    for cell, after in zip(cells, fresh):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code" or after.get("execution_count") is None:
+            continue
+        never_run = cell.get("execution_count") is None and not cell.get("outputs")
+        if never_run or cell_differences(cell, after, masks, options.image_tolerance, images=True):
+            cell["outputs"], cell["execution_count"] = file_outputs(after.get("outputs") or []), after["execution_count"]
+            changed = True
+    return json_like(source, text) if changed else None
+
+
+def file_outputs(outputs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Outputs as nbformat writes them in a file: keys sorted, multi-line text as lists of lines."""
+    from nbformat.v4.rwbase import _split_mimebundle
+
+    written = []
+    for output in json.loads(json.dumps(list(outputs), sort_keys=True, default=str)):
+        if isinstance(output, dict) and isinstance(output.get("data"), dict):
+            output["data"] = dict(_split_mimebundle({key: as_text(value) if isinstance(value, list) else value
+                                                     for key, value in output["data"].items()}))
+        elif isinstance(output, dict) and output.get("output_type") == "stream":
+            output["text"] = as_text(output.get("text", "")).splitlines(True)
+        written.append(output)
+    return written
+
+
+def json_like(data: Any, original: str) -> str:
+    """``data`` as JSON formatted like ``original``: its indentation, escapes and last newline."""
+    second = original.split("\n", 2)[1] if original.count("\n") > 1 else ""
+    indent = len(second) - len(second.lstrip(" ")) if second.strip() else None
+    ascii_only = original.isascii() and "\\u" in original
+    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only, separators=(",", ": ") if indent else None)
+    return text + "\n" if original.endswith("\n") else text

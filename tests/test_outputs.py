@@ -1,0 +1,353 @@
+"""--check-outputs and --update-outputs with real kernels: fresh outputs against the committed ones."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import io
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+Cell = Dict[str, Any]
+
+
+def stdout(text: str) -> Dict[str, Any]:
+    return new_output("stream", name="stdout", text=text)
+
+
+def shown(mime: Dict[str, str]) -> Dict[str, Any]:
+    return new_output("display_data", data=mime)
+
+
+def raised(ename: str, evalue: str, traceback: Sequence[str] = ()) -> Dict[str, Any]:
+    return new_output("error", ename=ename, evalue=evalue, traceback=list(traceback))
+
+
+def cell(source: str, *outputs: Dict[str, Any], count: Optional[int] = 1, tags: Sequence[str] = ()) -> Cell:
+    """A code cell as committed: ``count`` None and no outputs is a cell never run."""
+    made = new_code_cell(source, execution_count=count, outputs=list(outputs))
+    if tags:
+        made.metadata["tags"] = list(tags)
+    return made
+
+
+def commit(root: Path, path: str, *cells: Cell) -> Path:
+    """Write a notebook with these cells and committed outputs."""
+    nb = new_notebook(cells=list(cells))
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(target))
+    return target
+
+
+def check(result: dict) -> dict:
+    assert result["output_check"] is not None, result
+    return result["output_check"]
+
+
+def differing(result: dict) -> Dict[int, List[tuple]]:
+    """Cell index -> [(output, kind)] of a notebook's differences."""
+    found: Dict[int, List[tuple]] = {}
+    for difference in check(result)["differences"]:
+        found.setdefault(difference["cell_index"], []).append((difference["output"], difference["kind"]))
+    return found
+
+
+def test_unchanged_outputs_pass_and_say_how_many_cells_were_compared(project):
+    commit(project.root, "a.ipynb", cell("print('hello')", stdout("hello\n")), cell("1 + 1", new_output(
+        "execute_result", data={"text/plain": "2"}, execution_count=2), count=2))
+    run = project.run("run", "--check-outputs", "fail")
+    assert run.code == 0, run.stderr
+    result = run.result("a.ipynb")
+    assert result["status"] == "passed"
+    assert check(result) == {"mode": "fail", "compared": 2, "differences": [], "note": None}
+
+
+def test_a_changed_output_is_changed_which_warn_lets_pass_and_fail_fails(project):
+    commit(project.root, "a.ipynb", new_markdown_cell("# Title"), cell("print('new')", stdout("old\n")))
+    warned = project.run("run", "--check-outputs", "warn")
+    assert warned.code == 0, warned.stdout
+    result = warned.result("a.ipynb")
+    assert result["status"] == "changed"
+    [difference] = check(result)["differences"]
+    assert difference == {"cell_index": 1, "cell": "cell 2 (code cell 1)", "output": "stdout", "kind": "changed",
+                          "expected": "old\n", "actual": "new\n", "line": difference["line"]}
+    source_lines = (project.root / "a.ipynb").read_text().splitlines()
+    assert "print('new')" in source_lines[difference["line"] - 1]
+    assert warned.results["summary"]["changed"] == 1
+    failed = project.run("run", "--check-outputs", "fail")
+    assert failed.code == 1
+    assert failed.result("a.ipynb")["status"] == "changed"
+    assert failed.results["summary"]["ok"] is False
+
+
+def test_nbci_check_outputs_variable_and_the_settings_file_per_glob(project):
+    commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")))
+    commit(project.root, "quiet/b.ipynb", cell("print('new')", stdout("old\n")))
+    (project.root / ".nbci.yml").write_text('notebooks:\n  - glob: "quiet/*"\n    check-outputs: "off"\n')
+    run = project.run("run", env={"NBCI_CHECK_OUTPUTS": "fail"})
+    assert run.code == 1
+    assert run.result("a.ipynb")["status"] == "changed"
+    assert run.result("quiet/b.ipynb")["status"] == "passed"
+    assert run.result("quiet/b.ipynb")["output_check"] is None
+
+
+def test_comparison_rules_per_cell(project):
+    commit(project.root, "a.ipynb",
+           cell("print('never run')", count=None),  # 0: never run in the committed notebook: not compared
+           cell("x = 1", stdout("was printed\n")),  # 1: output now missing
+           cell("print('now printed')"),  # 2: ran without output then, prints now: extra
+           cell("print('a')\nprint('b')", stdout("a\n"), stdout("b\n")),  # 3: streams coalesced
+           cell("import sys\nprint('a'); print('w', file=sys.stderr); print('b')",  # 4: per stream name
+                stdout("a\nb\n"), new_output("stream", name="stderr", text="w\n")),
+           cell("raise ValueError('new')", raised("ValueError", "old"), tags=["raises-exception"]),  # 5
+           cell("raise KeyError('same')", raised("KeyError", "'same'", ["another traceback"]),  # 6
+                tags=["raises-exception"]),
+           cell("from IPython.display import display\ndisplay({'text/plain': 'p'}, raw=True)",  # 7: html missing
+                shown({"text/plain": "p", "text/html": "<b>p</b>"})),
+           cell("from IPython.display import display\ndisplay({'text/plain': 'm'}, metadata={'k': 2}, raw=True)",
+                new_output("display_data", data={"text/plain": "m"}, metadata={"k": 1}), count=42),  # 8
+           cell("print('changed')", stdout("unchanged\n"), count=None),  # 9: outputs without a count: compared
+           )
+    run = project.run("run", "--check-outputs", "warn")
+    result = run.result("a.ipynb")
+    assert result["status"] == "changed", run.stdout
+    assert differing(result) == {1: [("stdout", "missing")], 2: [("stdout", "extra")], 5: [("error", "changed")],
+                                 7: [("text/html", "missing")], 9: [("stdout", "changed")]}
+    assert check(result)["compared"] == 9
+    error = [d for d in check(result)["differences"] if d["cell_index"] == 5][0]
+    assert (error["expected"], error["actual"]) == ("ValueError: old", "ValueError: new")
+
+
+def test_nbval_markers_and_tags(project):
+    commit(project.root, "a.ipynb",
+           cell("# NBVAL_IGNORE_OUTPUT\nprint(2)", stdout("1\n")),
+           cell("print(2)", stdout("1\n"), tags=["nbval-ignore-output"]),
+           cell("# PYTEST_VALIDATE_IGNORE_OUTPUT\nprint(2)", stdout("1\n")),
+           cell("# NBVAL_SKIP\nraise ValueError('not run')", stdout("kept\n")),
+           cell("raise ValueError('not run')", tags=["nbval-skip"]),
+           cell("# NBVAL_RAISES_EXCEPTION\nraise ValueError('x')", raised("ValueError", "x")),
+           cell("raise ValueError('y')", raised("ValueError", "y"), tags=["nbval-raises-exception"]),
+           cell("# NBVAL_CHECK_OUTPUT\nprint('comment wins')", stdout("1\n"), tags=["nbval-ignore-output"]),
+           cell("# NBVAL_IGNORE_OUTPUT\nprint('comment wins')", stdout("1\n"), tags=["nbval-check-output"]),
+           )
+    run = project.run("run", "--check-outputs", "warn")
+    result = run.result("a.ipynb")
+    assert result["status"] == "changed", run.stdout
+    assert differing(result) == {7: [("stdout", "changed")]}
+    assert check(result)["compared"] == 3  # the two that raise, and the one checked by its comment
+    executed = run.executed("a.ipynb")
+    assert executed.cells[3].outputs == [] and executed.cells[4].outputs == []
+    assert executed.cells[6].metadata["tags"] == ["nbval-raises-exception"]  # the tag nbci used is not left behind
+
+
+def test_an_nbval_marked_error_without_check_outputs_fails_as_before(project):
+    commit(project.root, "a.ipynb", cell("# NBVAL_RAISES_EXCEPTION\nraise ValueError('x')", raised("ValueError", "x")))
+    run = project.run("run")
+    assert run.code == 1
+    assert run.result("a.ipynb")["status"] == "failed"
+
+
+def test_marked_scope_compares_only_cells_marked_check_output(project):
+    commit(project.root, "a.ipynb",
+           cell("print('new')", stdout("old\n")),
+           cell("# NBVAL_CHECK_OUTPUT\nprint('new')", stdout("old\n")),
+           cell("print('new')", stdout("old\n"), tags=["nbval-check-output"]))
+    run = project.run("run", "--check-outputs", "warn", "--check-cells", "marked")
+    result = run.result("a.ipynb")
+    assert differing(result) == {1: [("stdout", "changed")], 2: [("stdout", "changed")]}
+    assert check(result)["compared"] == 2
+
+
+# (what the kernel prints now, the committed text differing only where a default mask applies, the
+# committed text differing for real)
+MASK_CASES = [
+    ("<Foo object at 0x7f3a11112222>", "<Foo object at 0x55aa00001111>", "<Bar object at 0x55aa00001111>"),
+    ("done 2024-01-02T03:04:05.123456+00:00", "done 2023-11-12T13:14:15.000001+00:00",
+     "failed 2023-11-12T13:14:15.000001+00:00"),
+    ("on 2024-01-02", "on 2023-05-06", "off 2023-05-06"),
+    ("at 03:04:05", "at 11:12:13", "by 11:12:13"),
+    ("datetime.datetime(2024, 1, 2, 3, 4, 5)", "datetime.datetime(2023, 5, 6, 7, 8, 9)", "datetime.date(2023, 5, 6)"),
+    ("id 3f2b8c1e-1d2a-4c3b-9e8f-0123456789ab", "id 00000000-1111-4222-8333-444444444444",
+     "key 00000000-1111-4222-8333-444444444444"),
+    ("\x1b[31mred\x1b[0m", "red", "\x1b[31mblue\x1b[0m"),
+    ("x 10%\rx 100%", "x 100%", "x 90%"),
+    ("100%|#####| 10/10 [00:01<00:00,  9.50it/s]", "100%|#####| 10/10 [00:02<00:00,  4.20it/s]",
+     "100%|#####| 9/10 [00:02<00:00,  4.20it/s]"),
+    ("value   \nnext", "value\r\nnext", "value\r\nlast"),
+    ("CPU times: user 1 ms, sys: 0 ns\nWall time: 2.1 ms", "CPU times: user 5 ms, sys: 1 ms\nWall time: 9 ms",
+     "CPU times: user 5 ms, sys: 1 ms\nWall time: 9 ms\nextra"),
+]
+
+
+def mask_notebook(root: Path) -> None:
+    """Two cells per default mask: committed noise (even indexes) and a real difference (odd ones)."""
+    cells = []
+    for fresh, noise, real in MASK_CASES:
+        code = f"from IPython.display import display\ndisplay({{'text/plain': {fresh!r}}}, raw=True)"
+        cells += [cell(code, shown({"text/plain": noise})), cell(code, shown({"text/plain": real}))]
+    commit(root, "masks.ipynb", *cells)
+
+
+def test_each_default_mask_removes_its_noise_and_hides_no_real_difference(project):
+    mask_notebook(project.root)
+    result = project.run("run", "--check-outputs", "warn").result("masks.ipynb")
+    assert sorted(differing(result)) == [2 * i + 1 for i in range(len(MASK_CASES))]
+    unmasked = project.run("run", "--check-outputs", "warn", "--default-masks", "false").result("masks.ipynb")
+    assert sorted(differing(unmasked)) == list(range(2 * len(MASK_CASES)))
+
+
+def test_nbval_sanitize_file_and_settings_file_masks(project):
+    commit(project.root, "a.ipynb", cell("print('5 rows in 0.25 s')", stdout("3 rows in 0.5 s\n")))
+    commit(project.root, "b.ipynb", cell("print('5 rows in 0.25 s')", stdout("3 rows in 0.5 s\n")))
+    (project.root / "sanitize.cfg").write_text("[rows]\nregex: \\d+ rows\nreplace: N rows\n")
+    (project.root / ".nbci.yml").write_text(
+        'notebooks:\n  - glob: "a.ipynb"\n    output-masks:\n      - {regex: "in [0-9.]+ s", replace: "in T s"}\n')
+    plain = project.run("run", "--check-outputs", "warn")
+    assert [plain.result(p)["status"] for p in ("a.ipynb", "b.ipynb")] == ["changed", "changed"]
+    sanitized = project.run("run", "--check-outputs", "warn", "--nbval-sanitize-with", "sanitize.cfg")
+    assert sanitized.result("a.ipynb")["status"] == "passed"
+    [difference] = check(sanitized.result("b.ipynb"))["differences"]
+    assert (difference["expected"], difference["actual"]) == ("N rows in 0.5 s\n", "N rows in 0.25 s\n")
+
+
+def test_a_mask_that_is_not_a_regular_expression_is_a_usage_error(project):
+    commit(project.root, "a.ipynb", cell("print(1)", stdout("1\n")))
+    (project.root / ".nbci.yml").write_text('defaults:\n  output-masks:\n    - {regex: "(", replace: ""}\n')
+    run = project.run("run", "--check-outputs", "warn")
+    assert run.code == 2
+    assert ".nbci.yml:3" in run.stderr and "not a valid regular expression" in run.stderr
+
+
+def png(shade: int) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (shade, shade, shade)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_images_are_not_compared_unless_a_tolerance_is_given(project):
+    pytest.importorskip("PIL")
+    show = "from IPython.display import display\ndisplay({{'image/png': {!r}, 'text/plain': 'img'}}, raw=True)"
+    commit(project.root, "a.ipynb",
+           cell(show.format(png(100)), shown({"image/png": png(101), "text/plain": "img"})),  # 1 level off
+           cell(show.format(png(100)), shown({"image/png": png(200), "text/plain": "img"})))  # far off
+    default = project.run("run", "--check-outputs", "fail")
+    assert default.code == 0, default.stdout
+    assert check(default.result("a.ipynb"))["compared"] == 2
+    tolerant = project.run("run", "--check-outputs", "fail", "--image-tolerance", "5")
+    assert tolerant.code == 1
+    assert differing(tolerant.result("a.ipynb")) == {1: [("image/png", "changed")]}
+    exact = project.run("run", "--check-outputs", "fail", "--image-tolerance", "0")
+    assert differing(exact.result("a.ipynb")) == {0: [("image/png", "changed")], 1: [("image/png", "changed")]}
+
+
+def test_no_committed_outputs_says_nothing_to_compare(project):
+    project.write("a.ipynb", "print(1)")
+    run = project.run("run", "--check-outputs", "fail")
+    assert run.code == 0
+    result = run.result("a.ipynb")
+    assert result["status"] == "passed"
+    assert check(result)["note"].startswith("nothing to compare")
+    assert check(result)["compared"] == 0
+
+
+def test_a_failing_notebook_fails_and_is_not_compared(project):
+    commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")), cell("1/0", stdout("x\n")))
+    run = project.run("run", "--check-outputs", "warn")
+    assert run.code == 1
+    assert run.result("a.ipynb")["status"] == "failed"
+    assert run.result("a.ipynb")["output_check"] is None
+
+
+def test_a_cached_notebook_keeps_its_verdict_and_committed_outputs_are_in_the_key(project):
+    path = commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")))
+    args = ("run", "--cache-dir", "nbci-cache", "--check-outputs", "fail")
+    first = project.run(*args)
+    assert first.result("a.ipynb")["status"] == "changed"
+    again = project.run(*args)
+    assert again.code == 1
+    result = again.result("a.ipynb")
+    assert result["status"] == "changed" and result["cached_from"] is not None
+    assert differing(result) == {0: [("stdout", "changed")]}
+    commit(project.root, "a.ipynb", cell("print('new')", stdout("new\n")))
+    fixed = project.run(*args)
+    assert fixed.code == 0
+    assert fixed.result("a.ipynb")["status"] == "passed" and fixed.result("a.ipynb")["cached_from"] is None
+    assert path.exists()
+
+
+def test_check_outputs_mode_is_part_of_the_cache_key(project):
+    commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")))
+    assert project.run("run", "--cache-dir", "nbci-cache").result("a.ipynb")["status"] == "passed"
+    checked = project.run("run", "--cache-dir", "nbci-cache", "--check-outputs", "warn")
+    assert checked.result("a.ipynb")["status"] == "changed"
+
+
+def indented(nb_text: str) -> str:
+    """A notebook file as another tool might write it: two-space indentation, keys not sorted, no last newline."""
+    data = json.loads(nb_text)
+    data = {"metadata": data["metadata"], "cells": data["cells"], "nbformat_minor": data["nbformat_minor"],
+            "nbformat": data["nbformat"]}
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def test_update_outputs_leaves_an_unchanged_notebook_byte_identical(project):
+    path = commit(project.root, "a.ipynb", cell("print('same é')", stdout("same é\n")),
+                  cell("class Foo: pass\nFoo()", new_output(
+                      "execute_result", data={"text/plain": "<__main__.Foo at 0x7f0000001234>"}, execution_count=7),
+                      count=7))
+    path.write_text(indented(path.read_text(encoding="utf-8")), encoding="utf-8")
+    before = path.read_bytes()
+    run = project.run("run", "--update-outputs")
+    assert run.code == 0, run.stdout
+    assert path.read_bytes() == before
+
+
+def test_update_outputs_writes_only_the_changed_outputs(project):
+    path = commit(project.root, "a.ipynb", new_markdown_cell("Intro"), cell("print('new')", stdout("old\n")),
+                  cell("print('same')", stdout("same\n")))
+    path.write_text(indented(path.read_text(encoding="utf-8")), encoding="utf-8")
+    failing = commit(project.root, "b.ipynb", cell("print('new')", stdout("old\n")), cell("1/0"))
+    before, failing_before = path.read_text(encoding="utf-8"), failing.read_bytes()
+    run = project.run("run", "--update-outputs", "--check-outputs", "warn")
+    assert run.code == 1
+    assert run.result("a.ipynb")["status"] == "changed"
+    after = path.read_text(encoding="utf-8")
+    changed = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['-' + ' ' * 12 + '"old\\n"', '+' + ' ' * 12 + '"new\\n"']
+    assert not after.endswith("\n")
+    assert failing.read_bytes() == failing_before
+    assert project.run("run", "--check-outputs", "fail", "a.ipynb").code == 0
+
+
+def test_update_outputs_keeps_cells_nbval_skips(project):
+    path = commit(project.root, "a.ipynb", cell("# NBVAL_SKIP\nraise ValueError", stdout("kept\n")),
+                  cell("print('new')", stdout("old\n")))
+    run = project.run("run", "--update-outputs")
+    assert run.code == 0, run.stdout
+    nb = nbformat.read(str(path), as_version=4)
+    assert [c.outputs[0]["text"] for c in nb.cells] == ["kept\n", "new\n"]
+
+
+@pytest.mark.parametrize("other", [["--inplace"], ["-p", "rows", "5"]])
+def test_update_outputs_refuses_options_that_make_no_sense_with_it(project, other):
+    project.write("a.ipynb", "print(1)")
+    run = project.run("run", "--update-outputs", *other)
+    assert run.code == 2
+    assert len(run.stderr.strip().splitlines()) == 1 and "--update-outputs" in run.stderr
+
+
+def test_update_outputs_and_sanitize_files_cannot_come_from_the_settings_file(project):
+    project.write("a.ipynb", "print(1)")
+    (project.root / ".nbci.yml").write_text("defaults:\n  update-outputs: true\n")
+    run = project.run("run")
+    assert run.code == 2 and "update-outputs cannot be set in the settings file" in run.stderr
