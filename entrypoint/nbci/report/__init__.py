@@ -114,7 +114,12 @@ def changed_note(result: "NotebookResult") -> str:
 
 def difference_title(difference: "OutputDifference") -> str:
     """``cell 3 (code cell 2): stdout changed``: which output of which cell, and how it differs."""
-    return f"{difference.cell}: {difference.output} {KIND_TEXT.get(difference.kind, difference.kind)}"
+    return f"{difference.cell}: {change_text(difference)}"
+
+
+def change_text(difference: "OutputDifference") -> str:
+    """``stdout changed``, ``image/png missing (committed, not produced now)``: how one output differs."""
+    return f"{difference.output} {KIND_TEXT.get(difference.kind, difference.kind)}"
 
 
 def diff_lines(difference: "OutputDifference", limit: int, chars: int) -> List[str]:

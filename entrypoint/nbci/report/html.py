@@ -6,6 +6,10 @@ run goes on; the coordinating process only hands over paths and writes the index
 Notebooks are untrusted: pages are sanitized (``page.py``), run no script and fetch nothing; the
 index is built here from escaped text, with relative links only, so the site works from ``file://``
 and on GitHub Pages alike. A run nbci itself failed in says so at the top of the index.
+
+With ``--check-outputs``, a changed cell shows its committed and fresh outputs as a diff, images
+side by side (``output_diff.py``); the first one is the page's ``#changed``, and the index counts
+each notebook's changed cells.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
 from nbci.kernels import runner_files_hidden
-from nbci.report import Reporter, printable, problems_headline
-from nbci.results import NotebookResult, RunResult
+from nbci.report import Reporter, changed_note, changes, printable, problems_headline
+from nbci.results import NotebookResult, OutputDifference, RunResult
 from nbci.text import clip
 from nbci.text_notebooks import copy_name
 
@@ -36,7 +40,7 @@ INDEX = "index.html"
 RENDER_WAIT = 60.0  # seconds the index waits for pages still rendering, plus RENDER_WAIT_PER_PAGE each
 RENDER_WAIT_PER_PAGE = 5.0
 # Marks from fonts every system has (emoji may be missing on a CI machine or an old phone).
-STATUS_MARKS = {"passed": "✓", "cached": "✓", "flaky": "⚠", "skipped": "–", "invalid": "⚠", "cancelled": "■"}  # else ✗
+STATUS_MARKS = {"passed": "✓", "cached": "✓", "flaky": "⚠", "skipped": "–", "invalid": "⚠", "cancelled": "■", "changed": "≠"}  # else ✗
 
 
 def mark(status: str) -> str:
@@ -55,6 +59,8 @@ class Page:
     banner: Dict[str, Any] = field(default_factory=dict)  # status, path, failure, hrefs
     failing_cell: Optional[int] = None
     failure: Optional[str] = None  # "cell 3 (code cell 2): ValueError: bad"
+    source: str = ""  # the notebook, relative to the root: where its committed outputs are
+    changes: List[OutputDifference] = field(default_factory=list)  # outputs that differ from the committed ones
 
 
 def page_path(config: Config, notebook_path: str) -> Path:
@@ -126,10 +132,11 @@ class HtmlReporter(Reporter):
         target = page_path(self.config, result.path)
         failure = failure_text(result)
         banner = {"status": f"{mark(result.status)} {result.status}", "path": result.path, "bad": not result.ok,
-                  "failure": failure, "index_href": href(self.config.output_dir / INDEX, target.parent),
+                  "failure": failure, "changed": changed_note(result) or None, "index_href": href(self.config.output_dir / INDEX, target.parent),
                   "ipynb_href": href(copy, target.parent)}
         page = Page(str(copy), str(target), str(self.config.output_dir), str(self.config.root),
-                    posixpath.dirname(result.path), banner, result.error.cell_index if result.error else None, failure)
+                    posixpath.dirname(result.path), banner, result.error.cell_index if result.error else None, failure,
+                    result.path, changes(result))
         self._pending[result.path] = self._pool.apply_async(render_page, (page,))
 
     def run_finished(self, run: RunResult, config: Config) -> None:
@@ -204,9 +211,11 @@ def render_page(page: Page) -> Optional[str]:
 def mark_cells(nb: Any, page: Page) -> None:
     """Put what the template shows into the copy's metadata, after dropping what the notebook put there,
     and keep of each output's metadata only what the template may safely read."""
+    from nbci.report.output_diff import page_changes
     from nbci.report.page import page_metadata
 
     nb.metadata["nbci_page"] = page.banner
+    changed = page_changes(page.changes, nb.cells, page.root, page.source) if page.changes else {}
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             output.pop("svg_filename", None)
@@ -214,6 +223,8 @@ def mark_cells(nb: Any, page: Page) -> None:
         mark: Dict[str, Any] = {}
         if index == page.failing_cell:
             mark["failure"] = page.failure or "this cell failed"
+        if index in changed:
+            mark["changed"] = changed[index]
         seconds = cell_seconds(cell.get("metadata", {}).get("execution"))
         if cell.get("cell_type") == "code" and seconds is not None:
             mark["seconds"] = f"{seconds:.2f} s"
@@ -244,11 +255,13 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     icon = "✓" if run.ok else "✗"
     headline = (f"{failed} of {summary['total']} notebooks did not pass" if failed
                 else f"{summary['passed']} notebooks passed" + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
+    if summary["changed"]:
+        headline += f"; {summary['changed']} changed their outputs"
     if run.problems:
         headline = f"{problems_headline(run)}" + (f"; {headline}" if failed else "")
     counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items()) or "none run"
     when = started.strftime("%Y-%m-%d %H:%M UTC")
-    rows = sorted(run.notebooks, key=lambda nb: (nb.ok, nb.path))
+    rows = sorted(run.notebooks, key=lambda nb: (nb.ok, not changes(nb), nb.path))
     body = "\n".join(index_row(nb, config, pages.get(nb.path), problems.get(nb.path)) for nb in rows)
     e = html.escape
     problems = "".join(f"<li>{e(clip(problem, 1000))}</li>" for problem in run.problems)
@@ -288,20 +301,26 @@ def index_row(result: NotebookResult, config: Config, page: Optional[Path], prob
     icon = mark(result.status)
     name = e(result.path)
     if page is not None:
-        link = href(page, config.output_dir) + ("#failure" if result.error and result.error.cell_index is not None
-                                                 and not result.ok else "")
-        name = f'<a href="{e(link)}">{name}</a>'
+        name = f'<a href="{e(href(page, config.output_dir) + anchor(result))}">{name}</a>'
     detail = failure_text(result) if not result.ok else result.skip_reason and clip(f"skipped: {result.skip_reason}", 300)
     notes = [e(detail)] if detail else []
+    notes += [e(changed_note(result))] if changes(result) else []
     notes += [f"no page: {e(problem)}"] if problem else []
     extra = f'<div class="detail">{"<br>".join(notes)}</div>' if notes else ""
     copy = copy_path(config, result)
     copy_link = f'<a href="{e(href(copy, config.output_dir))}">.ipynb</a>' if copy is not None else ""
     memory = f"{result.peak_rss / 2**20:.0f} MiB" if result.peak_rss else ""
-    status_class = "ok" if result.ok else "bad"
+    status_class = "bad" if not result.ok else "changed" if changes(result) else "ok"
     return (f'<tr class="{status_class}"><td class="status">{e(icon)} {e(result.status)}</td>'
             f"<td>{name}{extra}</td><td class=\"num\">{result.duration:.1f} s</td>"
             f'<td class="num">{memory}</td><td>{copy_link}</td></tr>')
+
+
+def anchor(result: NotebookResult) -> str:
+    """Where a row's link lands on the notebook's page: the failing cell, else the first changed one."""
+    if not result.ok and result.error and result.error.cell_index is not None:
+        return "#failure"
+    return "#changed" if changes(result) else ""
 
 
 def github_links(environ: Mapping[str, str]) -> str:
@@ -323,10 +342,10 @@ def github_links(environ: Mapping[str, str]) -> str:
 
 INDEX_CSS = """
 :root { color-scheme: light dark; --fg: #1f2328; --bg: #fff; --muted: #59636e; --line: #d1d9e0;
-  --bad-bg: #ffebe9; --bad-fg: #82071e; --link: #0969da; }
+  --bad-bg: #ffebe9; --bad-fg: #82071e; --changed-bg: #fff8c5; --changed-fg: #7d4e00; --link: #0969da; }
 @media (prefers-color-scheme: dark) {
   :root { --fg: #e6edf3; --bg: #0d1117; --muted: #9198a1; --line: #3d444d; --bad-bg: #3c1618;
-    --bad-fg: #ffa198; --link: #4493f8; }
+    --bad-fg: #ffa198; --changed-bg: #2e2a12; --changed-fg: #e3b341; --link: #4493f8; }
 }
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg);
   margin: 0 auto; padding: 1rem; max-width: 70rem; line-height: 1.45; }
@@ -338,6 +357,8 @@ th, td { text-align: left; padding: 0.45rem 0.5rem; border-bottom: 1px solid var
 td { overflow-wrap: anywhere; }
 tr.bad { background: var(--bad-bg); }
 tr.bad .status, .detail, .problems { color: var(--bad-fg); }
+tr.changed { background: var(--changed-bg); }
+tr.changed .status, tr.changed .detail { color: var(--changed-fg); }
 .detail { font-size: 0.85rem; margin-top: 0.2rem; }
 .num { text-align: right; white-space: nowrap; }
 .status { white-space: nowrap; }

@@ -31,6 +31,7 @@ from nbci.files import read_notebook_bytes
 
 MAX_IMAGE_BYTES = 10 * 2**20
 FAILURE_ANCHOR = "failure"  # the id of nbci's marker above the failing cell; no notebook may take it
+CHANGED_ANCHOR = "changed"  # the id of nbci's marker above the first changed cell; nor this one
 SIZES = ("width", "height")
 TAGS = frozenset({
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details", "div", "dl",
@@ -51,7 +52,7 @@ def allowed_attribute(tag: str, name: str, value: str) -> bool:
     if name in SIZES:
         return value.isdigit()
     if name == "id":
-        return value != FAILURE_ANCHOR
+        return value not in (FAILURE_ANCHOR, CHANGED_ANCHOR)
     return name in ATTRIBUTES
 
 
