@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import os
 import shutil
 import struct
 import zlib
+from pathlib import Path
 from typing import Iterator, List
 
 import nbformat
@@ -183,3 +185,102 @@ def test_index_of_a_run_nbci_failed_in_says_so(tmp_path, browser: Browser) -> No
     assert error_row.get_attribute("class") == "bad"
     assert error_row.locator("td.status").inner_text() == "✗ error"
     assert "broken\ufffd.ipynb" in error_row.inner_text() and "NbciInternalError: copy unreadable" in error_row.inner_text()
+
+
+# --- changed outputs (--check-outputs) ------------------------------------------------------------
+
+BLUE_PNG = PNG.replace(png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * 8 for _ in range(8)))),
+                       png_chunk(b"IDAT", zlib.compress(b"".join(b"\x00" + b"\x00\x00\xff" * 8 for _ in range(8)))))
+
+
+def notebook_with(texts: List[str], png: bytes) -> nbformat.NotebookNode:
+    """A notebook whose code cells printed ``texts`` (one each) and showed ``png`` last, after a Markdown
+    heading that would take nbci's ``changed`` anchor."""
+    image = nbformat.v4.new_output("display_data", {"image/png": base64.b64encode(png).decode("ascii")})
+    cells = [nbformat.v4.new_markdown_cell("# changed")]
+    for index, text in enumerate(texts):
+        cells.append(nbformat.v4.new_code_cell(f"print(cell_{index})", id=f"text-{index}", execution_count=index + 1,
+                                               outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)]))
+    cells.append(nbformat.v4.new_code_cell("show()", id="plot", execution_count=len(texts) + 1, outputs=[image]))
+    return nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                           "language": "python"}})
+
+
+def changed_site(root: Path) -> Run:
+    """A run whose notebook's text and image changed, reported as ``--html`` reports it."""
+    from nbci.config import Config
+    from nbci.report.html import HtmlReporter
+    from nbci.results import NotebookResult, OutputCheck, OutputDifference, RunResult
+
+    committed = ["total: 42\nrows: 3\nmean: 1.5\n<script>window.pwned = 1</script>\n", "unchanged\n"]
+    fresh = ["total: 43\nrows: 3\nmean: 1.5\n<script>window.pwned = 1</script>\nnew line\n", "unchanged\n"]
+    nbformat.write(notebook_with(committed, PNG), str(root / "report.ipynb"))
+    (root / "nbci-output").mkdir()
+    nbformat.write(notebook_with(fresh, BLUE_PNG), str(root / "nbci-output" / "report.ipynb"))
+    differences = [OutputDifference(1, "cell 2 (code cell 1)", "stdout", "changed", committed[0], fresh[0], line=9),
+                   OutputDifference(3, "cell 4 (code cell 3)", "image/png", "changed", line=30)]
+    results = [NotebookResult("report.ipynb", "changed", output_path="nbci-output/report.ipynb",
+                              output_check=OutputCheck("warn", 3, differences)),
+               NotebookResult("same.ipynb", "passed", output_check=OutputCheck("warn", 2))]
+    config = Config(root=root, html=True, jobs=1)
+    reporter = HtmlReporter(config, {})
+    reporter.run_started([result.path for result in results], config)
+    for result in results:
+        reporter.notebook_finished(result, "")
+    reporter.run_finished(RunResult(results), config)
+    return Run(0, "", "", config.root, config.output_dir)
+
+
+def test_a_changed_cell_shows_its_diff_and_both_images_side_by_side(tmp_path, browser: Browser) -> None:
+    site = changed_site(tmp_path)
+    requests: List[str] = []
+    index = open_page(browser, (site.output_dir / "index.html").as_uri(), requests, viewport={"width": 1100, "height": 700})
+    assert index.locator("h1").inner_text() == "✓ 1 notebooks passed; 1 changed their outputs"
+    row = index.locator("tbody tr").first
+    assert row.get_attribute("class") == "changed" and row.locator("td.status").inner_text() == "≠ changed"
+    assert "outputs changed in 2 cells (of 3 compared), first cell 2 (code cell 1)" in row.inner_text()
+    row.locator("a", has_text="report.ipynb").click()
+    page = index
+    page.wait_for_load_state()
+    assert page.url.endswith("/report.html#changed")
+    assert page.locator("#changed").count() == 1  # the notebook's own heading does not take it
+    assert page.locator("#changed").get_attribute("class") == "nbci-changed"
+    assert "print(cell_0)" in page.locator("#changed + .jp-Cell").inner_text()
+    diff = page.locator(".nbci-changes").first
+    rows = diff.locator(".nbci-row")
+    assert rows.all_inner_texts() == ["@@ -1,4 +1,5 @@", "-total: 42", "+total: 43", " rows: 3", " mean: 1.5",
+                                      " <script>window.pwned = 1</script>", "+new line"]
+    assert rows.nth(1).locator("del").all_inner_texts() == ["2"] and rows.nth(2).locator("ins").all_inner_texts() == ["3"]
+    assert [rows.nth(i).get_attribute("class") for i in (1, 2, 3)] == ["nbci-row nbci-del", "nbci-row nbci-add",
+                                                                        "nbci-row nbci-same"]
+    colours = rows.evaluate_all("all => all.slice(1, 4).map(e => getComputedStyle(e).backgroundColor)")
+    assert len(set(colours)) == 3  # removed, added and unchanged lines each look their own
+    images = page.locator(".nbci-changes").nth(1)
+    assert images.locator(".nbci-no-text").inner_text() == "No text to show as a diff: see the images side by side."
+    before, after = images.locator("figure.nbci-before"), images.locator("figure.nbci-after")
+    assert before.locator("img").get_attribute("src") == "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert after.locator("img").get_attribute("src") == "data:image/png;base64," + base64.b64encode(BLUE_PNG).decode()
+    left, right = before.bounding_box(), after.bounding_box()
+    assert left["y"] == right["y"] and left["x"] + left["width"] <= right["x"]  # side by side
+    assert [img.evaluate("e => e.naturalWidth") for img in (before.locator("img"), after.locator("img"))] == [8, 8]
+    assert page.evaluate("document.scripts.length") == 0 and page.evaluate("window.pwned") is None
+    assert all(url.startswith("file:") for url in requests), requests
+    for scheme in ("light", "dark"):  # removed and added text, and the marked characters, read in either scheme
+        themed = open_page(browser, (site.output_dir / "report.html").as_uri(), requests, color_scheme=scheme)
+        for selector in (".nbci-del", ".nbci-add", ".nbci-del del", ".nbci-add ins", ".nbci-hunk"):
+            assert contrast(themed.locator(selector).first) >= 4.5, (scheme, selector)
+
+
+def contrast(element) -> float:
+    """The WCAG contrast ratio of ``element``'s text against its (or its nearest painted ancestor's) background."""
+    colours = element.evaluate("""e => { const fg = getComputedStyle(e).color; let bg = 'rgba(0, 0, 0, 0)';
+        for (let at = e; at && bg === 'rgba(0, 0, 0, 0)'; at = at.parentElement) bg = getComputedStyle(at).backgroundColor;
+        return [fg, bg]; }""")
+
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in colour[colour.index("(") + 1:].rstrip(")").split(",")[:3]]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted(map(luminance, colours), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
