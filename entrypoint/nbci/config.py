@@ -18,7 +18,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nbci.errors import ConfigError
 from nbci.outputs import Mask, read_sanitize_file
-from nbci.files import OUTPUT_FOLDER
 from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd, check_tolerance
 from nbci.shard import parse_shard
 
@@ -26,7 +25,7 @@ IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
 KERNEL_STARTS = ("spawn", "fork")
 ENV_PREFIX = "NBCI_"
 DEFAULT_PATTERNS = ("**/*.ipynb",)
-DEFAULT_OUTPUT_DIR = OUTPUT_FOLDER
+DEFAULT_OUTPUT_DIR = "nbci-output"
 
 
 @dataclass

@@ -258,7 +258,8 @@ class Runner:
         if prepared.settings.skip:
             result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
         elif prepared.invalid is not None:
-            result = invalid_result(job.path, prepared.invalid)
+            result = invalid_result(job.path, str(prepared.invalid))
+            result.error.line = prepared.invalid.line
         elif prepared.cached is not None:
             result, nb = self._reuse(job, prepared.cached)
         else:
@@ -345,8 +346,7 @@ class Runner:
                 self.pool.release(kernel)
             result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
                                     kernel_output=kernel.output.text() if kernel.output else "",
-                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings),
-                                    cells_run=watch.cells_run)
+                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings))
         result.duration = round(watch.elapsed, 3)
         result.attempts = attempt
         if prepared.committed is not None and result.status == st.PASSED:
@@ -439,7 +439,8 @@ def execution_cache(config: Config) -> Optional[ExecutionCache]:
     if not config.caching or config.cache_dir is None:
         return None
     options = {"timeout": config.timeout, "notebook_timeout": config.notebook_timeout,
-               "allow_errors": config.allow_errors, "memory_limit": config.memory_limit}
+               "allow_errors": config.allow_errors, "memory_limit": config.memory_limit,
+               "default_masks": config.default_masks, "sanitize_masks": config.sanitize_masks}
     return ExecutionCache(config.cache_dir, config.root, config.cache_max_age, list(config.cache_inputs), options)
 
 
