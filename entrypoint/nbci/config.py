@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nbci.errors import ConfigError
 from nbci.outputs import Mask, read_sanitize_file
+from nbci.files import OUTPUT_FOLDER
 from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd, check_tolerance
 from nbci.shard import parse_shard
 
@@ -25,7 +26,7 @@ IF_NO_NOTEBOOKS = ("error", "warn", "ignore")
 KERNEL_STARTS = ("spawn", "fork")
 ENV_PREFIX = "NBCI_"
 DEFAULT_PATTERNS = ("**/*.ipynb",)
-DEFAULT_OUTPUT_DIR = "nbci-output"
+DEFAULT_OUTPUT_DIR = OUTPUT_FOLDER
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """One notebook through nbclient in one fresh kernel -> ``NotebookResult``.
 
 The executed copy keeps whatever ran, also when a cell failed, timed out or the kernel died; the
-error is recorded both in the result and as an error output on the cell where it happened.
+error is recorded both in the result and as an error output on the cell where it happened. Frozen
+cells (``run_control.frozen``, the freeze extension's mark, which jupytext keeps) are not run, as in
+Jupyter, and are marked not run in the copy.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from nbformat import NotebookNode
 
 from nbci import results as st
 from nbci.cache import recorder_code
-from nbci.errors import InvalidNotebook
+from nbci.errors import InvalidNotebook, NotANotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
 from nbci.kernels import Kernel, describe_exit
@@ -163,6 +165,12 @@ def mark_not_run(nb: NotebookNode, after: Optional[int]) -> None:
             cell.setdefault("metadata", {})["nbci"] = {"not_run": True}
 
 
+def is_frozen(cell: NotebookNode) -> bool:
+    """Whether Jupyter leaves ``cell`` unrun: a code cell whose ``metadata.run_control.frozen`` is true."""
+    run_control = cell.get("metadata", {}).get("run_control")
+    return cell.get("cell_type") == "code" and isinstance(run_control, dict) and run_control.get("frozen") is True
+
+
 def kernel_name(nb: NotebookNode, override: Optional[str]) -> str:
     """The kernel to use: the override, else the notebook's kernelspec, else python3."""
     return override or nb.metadata.get("kernelspec", {}).get("name") or DEFAULT_KERNEL
@@ -180,6 +188,7 @@ class Watch:
     stopped_at: Optional[int] = None  # the cell whose clean SystemExit ended the notebook
     reads: Optional[Dict[str, Any]] = None  # what the kernel looked at (nbci.recorder), for the execution cache
     warnings: List[str] = field(default_factory=list)  # what was left out of the executed copy, one line each
+    cells_run: int = 0  # code cells sent to the kernel (empty and frozen ones are not)
 
     @property
     def elapsed(self) -> float:
@@ -265,6 +274,9 @@ class NbciClient(NotebookClient):
         if self.record_reads is not None:
             await self.silent(recorder_code(self.record_reads))
         for index, cell in enumerate(self.nb.cells):
+            if is_frozen(cell):
+                cell.metadata["nbci"] = {"not_run": True, "frozen": True}
+                continue
             self.watch.cell_index = index
             self.watch.cell_source = cell.source if cell.cell_type == "code" else ""
             await self.async_execute_cell(cell, index, execution_count=self.code_cells_executed + 1)
@@ -339,6 +351,7 @@ async def execute(
     client.kc = kernel.client
     clear_outputs(nb)
     status, error = await run_notebook(client, nb, kernel, timeout, watch, is_cancelled)
+    watch.cells_run = client.code_cells_executed
     if error is not None and error.cell_index is not None:
         error.code_cell = code_cell_number(nb, error.cell_index)
         if error.code_cell:
@@ -408,5 +421,9 @@ def write_notebook(nb: NotebookNode, path: Path, base: Path) -> None:
     write_atomic(path, escape_surrogates(nbformat.v4.writes(nb)))
 
 
-def invalid_result(path: str, reason: str) -> NotebookResult:
-    return NotebookResult(path=path, status=st.INVALID, error=CellError("InvalidNotebook", reason))
+def invalid_result(path: str, exc: InvalidNotebook) -> NotebookResult:
+    """The result of a notebook nbci could not read: ``invalid`` with the reason and line, or
+    ``skipped`` for a named text file that is no notebook at all."""
+    if isinstance(exc, NotANotebook):
+        return NotebookResult(path=path, status=st.SKIPPED, skip_reason=str(exc))
+    return NotebookResult(path=path, status=st.INVALID, error=CellError("InvalidNotebook", str(exc), line=exc.line))

@@ -258,8 +258,7 @@ class Runner:
         if prepared.settings.skip:
             result = NotebookResult(job.path, st.SKIPPED, skip_reason=prepared.settings.skip)
         elif prepared.invalid is not None:
-            result = invalid_result(job.path, str(prepared.invalid))
-            result.error.line = prepared.invalid.line
+            result = invalid_result(job.path, prepared.invalid)
         elif prepared.cached is not None:
             result, nb = self._reuse(job, prepared.cached)
         else:
@@ -346,7 +345,8 @@ class Runner:
                 self.pool.release(kernel)
             result = NotebookResult(job.path, status, kernel=request.name, error=error, peak_rss=watch.peak_rss,
                                     kernel_output=kernel.output.text() if kernel.output else "",
-                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings))
+                                    stopped_at=watch.stopped_at, warnings=list(watch.warnings),
+                                    cells_run=watch.cells_run)
         result.duration = round(watch.elapsed, 3)
         result.attempts = attempt
         if prepared.committed is not None and result.status == st.PASSED:
