@@ -434,3 +434,38 @@ def test_changed_outputs_are_errors_in_fail_mode(tmp_path: Path):
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert text.startswith("### ❌ nbci: 1 of 13 notebooks did not pass; 13 changed their outputs")
     assert "#### Failures" not in text and text.count("```diff") == 13
+
+
+@pytest.mark.parametrize("mode", ["warn", "fail"])
+def test_a_real_run_shows_changed_outputs_everywhere(project, tmp_path: Path, mode: str):
+    """nbci run --check-outputs with GitHub, HTML and JUnit reports: a committed output that no longer matches."""
+    cells = [nbformat.v4.new_code_cell("print('total:', 41 + 1)\nprint('::error::MARK')", execution_count=1,
+                                       outputs=[nbformat.v4.new_output("stream", name="stdout",
+                                                                       text="total: 41\n::error::MARK\n")]),
+             nbformat.v4.new_code_cell("print('same')", execution_count=2,
+                                       outputs=[nbformat.v4.new_output("stream", name="stdout", text="same\n")])]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                        "language": "python"}})
+    target = project.root / "drift.ipynb"
+    nbformat.write(nb, str(target))
+    out, summary = tmp_path / "gh_output", tmp_path / "gh_summary.md"
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary),
+           "GITHUB_WORKSPACE": str(project.root)}
+    run = project.run("run", "--check-outputs", mode, "--html", "--junit", "junit.xml", env=env)
+    assert run.code == (0 if mode == "warn" else 1), run.stdout + run.stderr
+    assert run.result("drift.ipynb")["status"] == "changed"
+    lines = run.stdout.splitlines()
+    assert lines[lines.index("--- cell 1 (code cell 1): stdout changed (- committed, + fresh) ---") + 1:][:4] == [
+        "    @@ -1,2 +1,2 @@", "    -total: 41", "    +total: 42", "     :\u200b:error:\u200b:MARK"]
+    assert ("changed outputs:" if mode == "warn" else "did not pass:") in lines
+    [(_, props, message)] = commands(io.StringIO(run.stdout), "warning" if mode == "warn" else "error")
+    assert props["file"] == "drift.ipynb"
+    assert int(props["line"]) == line_holding(target.read_text(encoding="utf-8"), "print('total:', 41 + 1)")
+    assert message.splitlines()[2:4] == ["-total: 41", "+total: 42"]
+    text = summary.read_text(encoding="utf-8")
+    assert "| 📝 changed | `drift.ipynb` |" in text and "-total: 41\n+total: 42\n" in text.split("```diff\n")[1]
+    page = (run.output_dir / "drift.html").read_text(encoding="utf-8")
+    assert page.count('id="changed"') == 1 and '<span class="nbci-sign">-</span>total: 4<del>1</del>' in page
+    assert 'href="drift.html#changed"' in (run.output_dir / "index.html").read_text(encoding="utf-8")
+    junit = (project.root / "junit.xml").read_text(encoding="utf-8")
+    assert ('type="OutputMismatch"' in junit) == (mode == "fail") and ("nbci.outputs_changed" in junit) == (mode == "warn")
