@@ -218,6 +218,7 @@ def changed_site(root: Path) -> Run:
     (root / "nbci-output").mkdir()
     nbformat.write(notebook_with(fresh, BLUE_PNG), str(root / "nbci-output" / "report.ipynb"))
     differences = [OutputDifference(1, "cell 2 (code cell 1)", "stdout", "changed", committed[0], fresh[0], line=9),
+                   OutputDifference(1, "cell 2 (code cell 1)", '<b id="changed">x</b>', "missing", "gone\n"),
                    OutputDifference(3, "cell 4 (code cell 3)", "image/png", "changed", line=30)]
     results = [NotebookResult("report.ipynb", "changed", output_path="nbci-output/report.ipynb",
                               output_check=OutputCheck("warn", 3, differences)),
@@ -247,9 +248,11 @@ def test_a_changed_cell_shows_its_diff_and_both_images_side_by_side(tmp_path, br
     assert page.locator("#changed").get_attribute("class") == "nbci-changed"
     assert "print(cell_0)" in page.locator("#changed + .jp-Cell").inner_text()
     diff = page.locator(".nbci-changes").first
-    rows = diff.locator(".nbci-row")
+    rows = diff.locator(".nbci-diff").first.locator(".nbci-row")
     assert rows.all_inner_texts() == ["@@ -1,4 +1,5 @@", "-total: 42", "+total: 43", " rows: 3", " mean: 1.5",
                                       " <script>window.pwned = 1</script>", "+new line"]
+    assert diff.locator(".nbci-diff-title").all_inner_texts() == [
+        "stdout changed", '<b id="changed">x</b> missing (committed, not produced now)']  # the notebook's key, as text
     assert rows.nth(1).locator("del").all_inner_texts() == ["2"] and rows.nth(2).locator("ins").all_inner_texts() == ["3"]
     assert [rows.nth(i).get_attribute("class") for i in (1, 2, 3)] == ["nbci-row nbci-del", "nbci-row nbci-add",
                                                                         "nbci-row nbci-same"]
@@ -284,3 +287,23 @@ def contrast(element) -> float:
 
     light, dark = sorted(map(luminance, colours), reverse=True)
     return (light + 0.05) / (dark + 0.05)
+
+
+def test_committed_images_come_only_from_the_source_inside_the_root_and_only_as_images(tmp_path) -> None:
+    from nbci.report.output_diff import cell_images, committed_cell, committed_cells, data_uri
+
+    root, outside = tmp_path / "repo", tmp_path / "elsewhere.ipynb"
+    root.mkdir()
+    nbformat.write(notebook_with(["a\n"], PNG), str(outside))
+    (root / "link.ipynb").symlink_to(outside)
+    os.mkfifo(root / "fifo.ipynb")
+    nbformat.write(notebook_with(["a\n"], PNG), str(root / "real.ipynb"))
+    assert committed_cells(str(root), "link.ipynb") is None and committed_cells(str(root), "fifo.ipynb") is None
+    cells = committed_cells(str(root), "real.ipynb")
+    injected = {"id": "injected", "cell_type": "code", "outputs": []}  # a parameters cell shifts the copy's cells by one
+    assert committed_cell(cells, {"id": "plot"}, 3) is cells[2]
+    assert cell_images(committed_cell(cells, {"id": "plot"}, 3)) == ["data:image/png;base64," + base64.b64encode(PNG).decode()]
+    assert committed_cell(cells, injected, 0) is cells[0]  # no cell has its id: the same place
+    assert data_uri("image/png", 'AAAA" onerror="x') is None and data_uri("image/png", ["iVBO", "Rw==\n"]) == \
+        "data:image/png;base64,iVBORw=="
+    assert data_uri("image/svg+xml", "<svg/>") == "data:image/svg+xml;base64,PHN2Zy8+" and data_uri("image/png", 3) is None
