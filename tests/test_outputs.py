@@ -351,3 +351,15 @@ def test_update_outputs_and_sanitize_files_cannot_come_from_the_settings_file(pr
     (project.root / ".nbci.yml").write_text("defaults:\n  update-outputs: true\n")
     run = project.run("run")
     assert run.code == 2 and "update-outputs cannot be set in the settings file" in run.stderr
+
+
+def test_settings_file_masks_that_backtrack_forever_fail_their_notebook_only(project):
+    commit(project.root, "slow.ipynb", cell("print('a' * 40 + '!')", stdout("x\n")))
+    commit(project.root, "other.ipynb", cell("print('same')", stdout("same\n")))
+    (project.root / ".nbci.yml").write_text(
+        'notebooks:\n  - glob: "slow.ipynb"\n    output-masks:\n      - {regex: "(a+)+$", replace: ""}\n')
+    run = project.run("run", "--check-outputs", "warn")
+    assert run.code == 1
+    slow = run.result("slow.ipynb")
+    assert (slow["status"], slow["error"]["ename"]) == ("failed", "OutputMasksTooSlow")
+    assert run.result("other.ipynb")["status"] == "passed"

@@ -7,6 +7,10 @@ differing set of MIME types differs; errors by ``ename`` and ``evalue``, never t
 metadata, execution counts and widget ids never. nbval's markers apply with its precedence (a
 comment in the source wins over a tag). Images are compared only with an ``image_tolerance``,
 decoded to pixels. Masks (``DEFAULT_MASKS``, then the user's) are applied to both sides first.
+
+A settings file's masks are the repository's regular expressions, which a pull request can make
+backtrack for hours: work that uses them runs in a child process (``isolated``) killed after
+``MASK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import binascii
 import io
 import json
 import re
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nbci.errors import ConfigError
 from nbci.results import OutputCheck, OutputDifference
@@ -26,6 +32,7 @@ from nbci.text import clip
 
 MODES = ("off", "warn", "fail")
 SCOPES = ("all", "marked")  # marked: only cells marked check-output (nbval's --nbval-lax)
+MASK_SECONDS = 20.0  # how long the repository's masks may take over one notebook's outputs
 DIFF_CHARS = 4_000  # characters of each side's text kept per difference
 NOTHING_TO_COMPARE = "nothing to compare: the notebook has no committed outputs"
 RASTER_IMAGES = ("image/png", "image/jpeg")
@@ -83,6 +90,41 @@ class CheckOptions:
     @property
     def all_masks(self) -> Tuple[Mask, ...]:
         return (DEFAULT_MASKS if self.default_masks else ()) + self.masks
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any]) -> "CheckOptions":
+        return cls(**{**data, "masks": tuple(Mask(**mask) for mask in data["masks"])})
+
+
+class MasksTooSlow(Exception):
+    """The repository's masks took longer than ``MASK_SECONDS`` over a notebook's outputs."""
+
+
+def isolated(function: str, environ: Mapping[str, str], committed: Any, executed: Any, options: CheckOptions,
+             *more: Any) -> Any:
+    """``check_outputs`` or ``updated_source`` in a child process killed after ``MASK_SECONDS`` (JSON in
+    and out); ``MasksTooSlow`` when it was."""
+    payload = json.dumps({"function": function, "args": [committed, executed, asdict(options), *more]}, default=str)
+    try:
+        child = subprocess.run([sys.executable, "-m", "nbci.outputs"], input=payload, capture_output=True, text=True,
+                               encoding="utf-8", timeout=MASK_SECONDS,
+                               env={**environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    except subprocess.TimeoutExpired:
+        raise MasksTooSlow(f"the output masks took over {MASK_SECONDS:g} s on this notebook's outputs: "
+                           "simplify the regular expressions in the settings file's output-masks") from None
+    if child.returncode != 0:
+        raise RuntimeError(f"comparing outputs failed: {child.stderr.strip()[-500:]}")
+    answer = json.loads(child.stdout)
+    return OutputCheck.from_json(answer) if function == "check_outputs" else answer
+
+
+def main() -> None:
+    """The child of ``isolated``: one call read from stdin, its answer written to stdout as JSON."""
+    request = json.loads(sys.stdin.read())
+    committed, executed, options, *more = request["args"]
+    function = {"check_outputs": check_outputs, "updated_source": updated_source}[request["function"]]
+    answer = function(committed, executed, CheckOptions.from_json(options), *more)
+    sys.stdout.write(json.dumps(asdict(answer) if isinstance(answer, OutputCheck) else answer))
 
 
 @dataclass(frozen=True)
@@ -362,3 +404,7 @@ def json_like(data: Any, original: str) -> str:
     ascii_only = original.isascii() and "\\u" in original
     text = json.dumps(data, indent=indent, ensure_ascii=ascii_only, separators=(",", ": ") if indent else None)
     return text + "\n" if original.endswith("\n") else text
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,7 @@ import re
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 import nbformat
 from nbformat import NotebookNode
@@ -34,8 +34,8 @@ from nbci.execute import (
 )
 from nbci.files import inside, write_atomic
 from nbci.locate import failure_line
-from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
-from nbci.outputs import CheckOptions, Mask, check_outputs, committed_cells, updated_source
+from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
+from nbci.outputs import CheckOptions, Mask, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source
 from nbci.parameters import inject
 from nbci.report.github import notebook_log
 from nbci.results import CellError, NotebookResult, OutputCheck
@@ -300,10 +300,10 @@ class Runner:
             result.warnings.append("--update-outputs: a text notebook keeps no outputs; left as it is")
             return
         try:
-            text = updated_source(prepared.text, nb.cells, self._check_options(prepared.settings), prepared.injected_at)
+            text = self._with_masks(updated_source, prepared, prepared.text, nb.cells, prepared.injected_at)
             if text is not None:
                 write_atomic(Path(os.path.realpath(self.config.root / path)), escape_surrogates(text))
-        except (OSError, ValueError, RecursionError) as exc:
+        except (OSError, ValueError, RecursionError, MasksTooSlow) as exc:
             result.warnings.append(f"--update-outputs: could not write {path}: "
                                    f"{getattr(exc, 'strerror', None) or describe(exc)}")
 
@@ -354,14 +354,25 @@ class Runner:
         self._write_copy(job, nb, result)
         return result
 
-    def _check_options(self, settings: NotebookSettings) -> CheckOptions:
+    def _with_masks(self, function: Callable[..., Any], prepared: Prepared, before: Any, cells: Any, *more: Any) -> Any:
+        """``function`` (``check_outputs`` or ``updated_source``) with the notebook's check options; in a
+        child process when the settings file gave it masks (nbci.outputs.isolated)."""
+        settings = prepared.settings
         masks = self.config.sanitize_masks + tuple(Mask(pattern, replace) for pattern, replace in settings.output_masks)
-        return CheckOptions(settings.check_outputs, settings.check_cells, masks, self.config.default_masks,
-                            settings.image_tolerance)
+        options = CheckOptions(settings.check_outputs, settings.check_cells, masks, self.config.default_masks,
+                               settings.image_tolerance)
+        if not settings.output_masks:
+            return function(before, cells, options, *more)
+        return isolated(function.__name__, without_runner_files(os.environ), before, cells, options, *more)
 
     def _check(self, prepared: Prepared, nb: NotebookNode, result: NotebookResult) -> None:
-        """Compare the fresh outputs with the committed ones: status ``changed`` when they differ."""
-        result.output_check = check_outputs(prepared.committed, nb.cells, self._check_options(prepared.settings))
+        """Compare the fresh outputs with the committed ones: status ``changed`` when they differ, ``failed``
+        when the settings file's masks take too long."""
+        try:
+            result.output_check = self._with_masks(check_outputs, prepared, prepared.committed, nb.cells)
+        except MasksTooSlow as exc:
+            result.status, result.error = st.FAILED, CellError("OutputMasksTooSlow", str(exc))
+            return
         lines: Dict[int, Optional[int]] = {}
         for difference in result.output_check.differences:
             if difference.cell_index not in lines:
