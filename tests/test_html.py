@@ -307,3 +307,13 @@ def test_committed_images_come_only_from_the_source_inside_the_root_and_only_as_
     assert data_uri("image/png", 'AAAA" onerror="x') is None and data_uri("image/png", ["iVBO", "Rw==\n"]) == \
         "data:image/png;base64,iVBORw=="
     assert data_uri("image/svg+xml", "<svg/>") == "data:image/svg+xml;base64,PHN2Zy8+" and data_uri("image/png", 3) is None
+
+
+def test_a_block_of_changed_lines_marks_each_against_its_counterpart() -> None:
+    from nbci.report.output_diff import diff_rows
+    from nbci.results import OutputDifference
+
+    rows = diff_rows(OutputDifference(0, "cell 1", "stdout", "changed", "n: 8\ntotal: 30\nmean: 3.75\n",
+                                      "n: 8\ntotal: 31\nmean: 3.875\n"))
+    assert [row["kind"] for row in rows] == ["hunk", "same", "del", "del", "add", "add"]
+    assert [[text for text, differs in row["parts"] if differs] for row in rows[2:]] == [["0"], [], ["1"], ["8"]]

@@ -53,13 +53,15 @@ def page_changes(differences: Sequence[OutputDifference], fresh_cells: List[Any]
 
 
 def diff_rows(difference: OutputDifference) -> List[Dict[str, Any]]:
-    """The diff's lines as ``{"kind", "sign", "parts": [(text, differs)]}``; a removed line followed by
-    an added one has the characters that differ between them marked."""
+    """The diff's lines as ``{"kind", "sign", "parts": [(text, differs)]}``; where removed lines are
+    followed by added ones, the characters that differ between the n-th of each are marked."""
     lines = diff_lines(difference, DIFF_LINES, DIFF_CHARS)
     rows = [{"kind": ROW_KINDS.get(line[:1], "cut"), "sign": line[:1] if line[:1] in "-+ " else "",
              "parts": [(line[1:] if line[:1] in "-+ " else line, False)]} for line in lines]
-    for before, after in zip(rows, rows[1:]):
-        if before["kind"] == "del" and after["kind"] == "add":
+    kinds = "".join(row["kind"][0] for row in rows)  # d(el), a(dd), h(unk), s(ame), c(ut)
+    for change in re.finditer("(d+)(a+)", kinds):  # removed lines then added ones: the n-th against the n-th
+        removed, added = rows[change.start(1):change.end(1)], rows[change.start(2):change.end(2)]
+        for before, after in zip(removed, added):
             before["parts"], after["parts"] = marked_parts(before["parts"][0][0], after["parts"][0][0])
     return rows
 
