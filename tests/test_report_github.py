@@ -413,7 +413,7 @@ def test_changed_outputs_warn_on_their_first_cell_and_show_its_diff(tmp_path: Pa
     assert message.splitlines() == ["cell 3 (code cell 2): stdout changed (- committed, + fresh)", "@@ -1,2 +1,2 @@",
                                     "-total: 42", "+total: 43", " done"]
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
-    assert text.startswith("### ✅ nbci: 1 notebook passed; 1 changed their outputs (2.0 s)")
+    assert text.startswith("### ✅ nbci: 1 notebook passed; 1 changed its outputs (2.0 s)")
     assert "| 📝 changed | `docs/a.ipynb` | 1.0 s |" in text and "#### Failures" not in text
     changes = text.split("#### Changed outputs\n\n")[1]
     assert changes.startswith("<details><summary><code>docs/a.ipynb</code> outputs changed in 2 cells")

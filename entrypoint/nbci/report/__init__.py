@@ -102,6 +102,11 @@ def changed_cells(result: "NotebookResult") -> int:
     return len({difference.cell_index for difference in changes(result)})
 
 
+def changed_count(count: int) -> str:
+    """``1 changed its outputs``, ``2 changed their outputs``."""
+    return f"{count} changed {'its' if count == 1 else 'their'} outputs"
+
+
 def changed_note(result: "NotebookResult") -> str:
     """``outputs changed in 2 cells (of 5 compared), first cell 3 (code cell 2)``; empty when none changed."""
     found = changes(result)

@@ -36,8 +36,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 from nbformat import NotebookNode
 
 from nbci.config import Config
-from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, not_run_note,
-                         printable, problems_headline, tail)
+from nbci.report import (Reporter, changed_count, changed_note, changes, diff_lines, difference_title, failing_source,
+                         not_run_note, printable, problems_headline, tail)
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip, counted
@@ -274,7 +274,7 @@ def _add(blocks: List[str], budget: _Budget, candidates: List[str]) -> int:
 
 def _headline(run: RunResult) -> str:
     summary = run.summary()
-    changed = f"; {summary['changed']} changed their outputs" if summary["changed"] else ""
+    changed = f"; {changed_count(summary['changed'])}" if summary["changed"] else ""
     if run.problems:
         failed = f"; {summary['failed']} of {counted(summary['total'], 'notebook')} did not pass" if summary["failed"] else ""
         head = f"### ❌ {problems_headline(run)}{failed}"

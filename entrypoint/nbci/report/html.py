@@ -30,7 +30,7 @@ from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
 from nbci.kernels import runner_files_hidden
-from nbci.report import Reporter, changed_note, changes, printable, problems_headline
+from nbci.report import Reporter, changed_count, changed_note, changes, printable, problems_headline
 from nbci.results import NotebookResult, OutputDifference, RunResult
 from nbci.text import clip
 from nbci.text_notebooks import copy_name
@@ -256,7 +256,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     headline = (f"{failed} of {summary['total']} notebooks did not pass" if failed
                 else f"{summary['passed']} notebooks passed" + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
     if summary["changed"]:
-        headline += f"; {summary['changed']} changed their outputs"
+        headline += f"; {changed_count(summary['changed'])}"
     if run.problems:
         headline = f"{problems_headline(run)}" + (f"; {headline}" if failed else "")
     counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items()) or "none run"
