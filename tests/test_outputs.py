@@ -363,3 +363,29 @@ def test_settings_file_masks_that_backtrack_forever_fail_their_notebook_only(pro
     slow = run.result("slow.ipynb")
     assert (slow["status"], slow["error"]["ename"]) == ("failed", "OutputMasksTooSlow")
     assert run.result("other.ipynb")["status"] == "passed"
+
+
+NBVAL_SAMPLES = Path(__file__).parent / "notebooks" / "nbval"
+
+
+def nbval_failures(folder: Path, names: List[str]) -> set:
+    """The notebooks ``pytest --nbval`` fails in ``folder`` (run in a child process, as users run it)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-rA", "-q", *names],
+                         cwd=folder, capture_output=True, text=True, timeout=240)
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    return {line.split()[1].split("::")[0] for line in run.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))}
+
+
+def test_nbvals_own_samples_get_nbvals_verdicts(project):
+    pytest.importorskip("nbval")
+    names = sorted(path.name for path in NBVAL_SAMPLES.glob("*.ipynb"))
+    for name in names:
+        project.add(f"nbval/{name}", name)
+    failed_by_nbval = nbval_failures(project.root, names)
+    run = project.run("run", "--check-outputs", "fail", *names)
+    verdicts = {name: run.result(name)["status"] for name in names}
+    assert {name for name, status in verdicts.items() if status != "passed"} == failed_by_nbval, verdicts
+    assert 0 < len(failed_by_nbval) < len(names)
