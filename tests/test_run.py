@@ -217,7 +217,8 @@ def test_junit_report_reads_back_as_test_report_tools_read_it(project: Project) 
     [failure] = [r for r in cases["fails_at_cell_2.ipynb"].result if isinstance(r, Failure)]
     error = run.result("fails_at_cell_2.ipynb")["error"]
     assert failure.message == f"{error['ename']}: {error['evalue']}" and failure.type == "failed"
-    assert cases["fails_at_cell_2.ipynb"].system_out.startswith(f"cell {error['cell_index'] + 1} (code cell")
+    assert error["code_cell"] == error["cell_index"] + 1  # every cell before it is a code cell: named once
+    assert cases["fails_at_cell_2.ipynb"].system_out.startswith(f"cell {error['cell_index'] + 1}:\n")
     assert error["source"] in cases["fails_at_cell_2.ipynb"].system_out
     [control] = cases["control.ipynb"].result
     assert control.message.startswith("ValueError: bell \ufffd escape") and "\x00" not in control.message
