@@ -59,6 +59,14 @@ def differing(result: dict) -> Dict[int, List[tuple]]:
     return found
 
 
+def test_a_bare_off_in_the_settings_files_defaults_is_off(project):
+    commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")))
+    (project.root / ".nbci.yml").write_text("defaults:\n  check-outputs: off\n")
+    run = project.run("run")
+    assert run.code == 0, run.stderr
+    assert run.result("a.ipynb")["output_check"] is None
+
+
 def test_unchanged_outputs_pass_and_say_how_many_cells_were_compared(project):
     commit(project.root, "a.ipynb", cell("print('hello')", stdout("hello\n")), cell("1 + 1", new_output(
         "execute_result", data={"text/plain": "2"}, execution_count=2), count=2))
@@ -90,7 +98,7 @@ def test_a_changed_output_is_changed_which_warn_lets_pass_and_fail_fails(project
 def test_nbci_check_outputs_variable_and_the_settings_file_per_glob(project):
     commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")))
     commit(project.root, "quiet/b.ipynb", cell("print('new')", stdout("old\n")))
-    (project.root / ".nbci.yml").write_text('notebooks:\n  - glob: "quiet/*"\n    check-outputs: "off"\n')
+    (project.root / ".nbci.yml").write_text('notebooks:\n  - glob: "quiet/*"\n    check-outputs: off\n')
     run = project.run("run", env={"NBCI_CHECK_OUTPUTS": "fail"})
     assert run.code == 1
     assert run.result("a.ipynb")["status"] == "changed"

@@ -108,6 +108,11 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+def output_mode(text: str) -> str:
+    """A ``--check-outputs`` mode; ``false`` (a settings file's bare ``off``, as YAML reads it) is ``off``."""
+    return "off" if str(text).strip().lower() in ("false", "off") else str(text)
+
+
 def add_discovery_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK-OR-GLOB",
                         help="notebooks, folders or globs relative to the current directory (default: **/*.ipynb)")
@@ -173,7 +178,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_output_check_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--check-outputs", choices=MODES, default="off",
+    parser.add_argument("--check-outputs", type=output_mode, choices=MODES, default="off",
                         help="compare fresh outputs with the committed ones: warn (a change does not fail the run) "
                              "or fail (default: off)")
     parser.add_argument("--check-cells", choices=SCOPES, default="all",

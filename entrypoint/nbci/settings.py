@@ -206,6 +206,7 @@ def check_value(key: str, value: Any, at: str) -> Any:
     if key == "cwd":
         return check_cwd(value, at)
     if key in ("check-outputs", "check-cells"):
+        value = "off" if value is False and key == "check-outputs" else value  # YAML reads a bare off as false
         choices = MODES if key == "check-outputs" else SCOPES
         if value not in choices:
             raise ConfigError(f"{at}: {key} must be one of {', '.join(choices)}, not {shown(value)}")
