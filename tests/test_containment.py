@@ -78,7 +78,7 @@ def test_notebooks_nbci_cannot_store_are_run_and_kept(project: Project, helpers:
 FAULTS = '''
 import importlib.abc, importlib.util, os, sys
 
-def patch(runner):
+def patch_runner(runner):
     fault = os.environ["NBCI_TEST_FAULT"]
     if fault == "copy":  # nbci raises while writing one notebook's copy
         write_copy = runner.Runner._write_copy
@@ -97,16 +97,29 @@ def patch(runner):
             return job
         runner.Runner._next = _next
 
+def patch_execute(execute):
+    if os.environ["NBCI_TEST_FAULT"] == "output-cap":
+        execute.NOTEBOOK_OUTPUT_CAP = 2**20
+
+def patch_helpers(helpers):
+    if os.environ["NBCI_TEST_FAULT"] == "silence":  # the coordinator's patience with a silent helper
+        helpers.SILENCE_LIMIT = 12.0
+
+PATCHES = {"nbci.runner": patch_runner, "nbci.execute": patch_execute, "nbci.helpers": patch_helpers}
+
 class PatchAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name != "nbci.runner":
+        if name not in PATCHES or getattr(self, "busy", False):
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self.busy = True
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self.busy = False
         execute = spec.loader.exec_module
         def exec_module(module):
             execute(module)
-            patch(module)
+            PATCHES[name](module)
         spec.loader.exec_module = exec_module
         return spec
 
@@ -261,3 +274,44 @@ def test_outputs_left_out_are_counted_past_the_first_warnings(project: Project) 
     assert run.code == 0 and len(warnings) == 11, warnings
     assert warnings[-1] == "left out 20 more messages that nbci cannot store"
     assert len(run.executed("many.ipynb").cells[0].outputs) == 30  # each place still has its marker
+
+
+def test_a_notebooks_outputs_are_kept_up_to_a_limit(project: Project, tmp_path: Path) -> None:
+    project.write("loud.ipynb", "for _ in range(8):\n    print('x' * 2**18)", "print('after')")
+    project.write("quiet.ipynb", "print('quiet')")
+    run = project.run("run", "--jobs", "2", "--helpers", "1", env=with_fault(tmp_path, "output-cap"))  # 1 MiB
+    assert run.code == 0, run.stdout + run.stderr
+    loud = run.executed("loud.ipynb")
+    kept = sum(len(out.get("text", "")) for cell in loud.cells for out in cell.outputs)
+    assert 2**20 <= kept <= 2**20 + 200  # the first MiB, then the marker
+    assert loud.cells[0].outputs[-1]["text"].endswith("\n[nbci: outputs past 1 MiB in this notebook are not kept]\n")
+    assert loud.cells[1].outputs == []  # past the cap, nothing more is kept
+    assert any("left out of the executed copy" in w for w in run.result("loud.ipynb")["warnings"])
+    assert run.executed("quiet.ipynb").cells[0].outputs[0]["text"] == "quiet\n"  # the cap is per notebook
+
+
+def test_a_helper_a_notebook_stops_is_killed_and_its_notebook_reported(project: Project, tmp_path: Path) -> None:
+    project.write("a_stops_its_helper.ipynb", "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)",
+                  "print('never reported')")
+    for i in range(3):
+        project.write(f"b_{i}.ipynb", f"print({i})")
+    run = project.run("run", "--jobs", "2", "--helpers", "2", "--timeout", "5", env=with_fault(tmp_path, "silence"))
+    statuses = {nb["path"]: nb["status"] for nb in run.results["notebooks"]}
+    assert statuses == {"a_stops_its_helper.ipynb": "crashed", **{f"b_{i}.ipynb": "passed" for i in range(3)}}, \
+        run.stdout + run.stderr
+    error = run.result("a_stops_its_helper.ipynb")["error"]
+    assert error["ename"] == "HelperExited" and "said nothing for 12 s (stopped or hung) and was killed" in error["evalue"]
+    assert run.code == 1
+
+
+def test_tags_that_are_not_a_list_of_texts_make_the_notebook_invalid(project: Project) -> None:
+    target = project.write("odd_tags.ipynb", "print(1)")
+    doc = json.loads(target.read_text(encoding="utf-8"))
+    doc["cells"][0]["metadata"]["tags"] = 5
+    target.write_text(json.dumps(doc), encoding="utf-8")
+    project.write("fine.ipynb", "print(2)")
+    run = project.run("run", "--jobs", "2")
+    assert run.code == 1, run.stdout + run.stderr
+    odd = run.result("odd_tags.ipynb")
+    assert odd["status"] == "invalid" and "metadata.tags is not a list of texts" in odd["error"]["evalue"]
+    assert run.result("fine.ipynb")["status"] == "passed"

@@ -271,7 +271,9 @@ def test_signal_cancels_kills_everything_and_writes_results(project: Project, si
     data = json.loads((project.root / "nbci-output" / "results.json").read_text(encoding="utf-8"))
     statuses = {nb["path"]: nb["status"] for nb in data["notebooks"]}
     assert statuses == {"quick.ipynb": "passed", "b_sleeps.ipynb": "cancelled", "c_sleeps.ipynb": "cancelled",
-                        "d_sleeps.ipynb": "cancelled"}
+                        "d_sleeps.ipynb": "cancelled", "queued.ipynb": "cancelled"}  # listed, never dropped
+    queued = [nb for nb in data["notebooks"] if nb["path"] == "queued.ipynb"][0]
+    assert queued["error"]["evalue"] == "the run was cancelled before it started" and queued["output_path"] is None
     assert data["summary"]["cancelled"] is True and data["summary"]["ok"] is False
     partial = nbformat.read(str(project.root / "nbci-output" / "b_sleeps.ipynb"), as_version=4)
     assert partial.metadata["nbci"]["status"] == "cancelled"

@@ -40,6 +40,7 @@ from nbci.text_notebooks import is_text_path, read_text_notebook
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 UNREADABLE_OUTPUT = "UnreadableOutput"  # the ename of a cell whose output nbci could not read
 MAX_LEFT_OUT_WARNINGS = 10  # warnings about outputs left out, per notebook; the rest are counted
+NOTEBOOK_OUTPUT_CAP = 100 * 2**20  # characters of output kept per notebook, nbci's limit for a notebook's size
 DEFAULT_KERNEL = "python3"
 
 
@@ -146,6 +147,10 @@ def check_runnable(nb: NotebookNode) -> None:
                 or not isinstance(cell.get("source"), str) or not isinstance(cell.get("metadata", {}), dict):
             raise InvalidNotebook(f"cell {index} has no known cell_type, text source "
                                   "or metadata mapping")
+        tags = cell.get("metadata", {}).get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+            raise InvalidNotebook(f"cell {index}'s metadata.tags is not a list of texts: "
+                                  "make it one, e.g. [\"parameters\"]")
         cell.setdefault("metadata", {})
 
 
@@ -205,10 +210,25 @@ class NbciClient(NotebookClient):
         self.record_reads = record_reads  # record the files read below this folder (the execution cache)
         self.nbval = nbval  # honour nbval's NBVAL_SKIP and NBVAL_RAISES_EXCEPTION markers (--check-outputs)
         self.left_out = 0  # messages left out of the executed copy (the first few get a warning each)
+        self._kept_chars = 0  # characters of output kept in the executed copy so far, all cells
         self._stream_chars: Dict[int, int] = {}
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
                cell_index: int) -> Optional[NotebookNode]:
+        remaining = NOTEBOOK_OUTPUT_CAP - self._kept_chars
+        size = output_size(msg.get("content", {}))
+        self._kept_chars += size
+        if size > remaining:
+            if remaining < 0:
+                return None
+            self.watch.warnings.append(f"outputs past {NOTEBOOK_OUTPUT_CAP // 2**20} MiB in this notebook were "
+                                       "left out of the executed copy")
+            marker = f"\n[nbci: outputs past {NOTEBOOK_OUTPUT_CAP // 2**20} MiB in this notebook are not kept]\n"
+            if msg["msg_type"] != "stream":
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=marker.lstrip()))
+                return None
+            text = msg["content"].get("text", "")
+            msg = {**msg, "content": {**msg["content"], "text": text[:remaining] + marker}}
         if msg["msg_type"] == "stream":
             used = self._stream_chars.get(cell_index, 0)
             if used > STREAM_CAP:
@@ -306,6 +326,22 @@ class NbciClient(NotebookClient):
         except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return None
         return report if isinstance(report, dict) else None
+
+
+def output_size(content: Any) -> int:
+    """About how many characters an output message adds to the copy: its text, and its data's texts."""
+    if not isinstance(content, dict):
+        return 0
+    data = content.get("data")
+    texts = [content.get("text"), *(data.values() if isinstance(data, dict) else [])]
+    return sum(text_size(text) for text in texts)
+
+
+def text_size(value: Any) -> int:
+    """The characters of a text, or of a list of texts (nbformat's multiline strings); 0 otherwise."""
+    if isinstance(value, str):
+        return len(value)
+    return sum(len(line) for line in value if isinstance(line, str)) if isinstance(value, list) else 0
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:

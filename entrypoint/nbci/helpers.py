@@ -38,6 +38,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Deque, Dict, List, Optional, Set
 
@@ -54,6 +55,8 @@ PR_SET_PDEATHSIG = 1
 HELPER_EXITED = "HelperExited"  # the ename of a notebook whose helper process died under it
 DRAIN_GRACE = 5.0  # seconds the coordinator still reads a helper that exited
 EXIT_POLL = 0.5  # seconds between looks at whether a silent helper is still alive
+ALIVE_INTERVAL = 5.0  # seconds between a helper's "alive" messages
+SILENCE_LIMIT = 60.0  # seconds without a message after which a helper (stopped, hung) is killed
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Helper:
     cpu: Optional[float] = None
     key: bytes = field(default_factory=lambda: os.urandom(32))  # signs its messages
     ignored: int = 0  # lines on its channel that it did not sign
+    silenced: bool = False  # killed for saying nothing for SILENCE_LIMIT seconds
 
     @property
     def capacity(self) -> int:
@@ -142,7 +146,7 @@ class HelperGroup:
         """Read one helper's messages until it exits, then account for what it still held."""
         relay = asyncio.ensure_future(relay_stderr(helper.process.stderr))
         try:
-            async for line in helper_lines(helper.process):
+            async for line in helper_lines(helper):
                 message = verified(helper.key, line)
                 if message is None or not self._handle(helper, message):
                     helper.ignored += 1
@@ -172,6 +176,8 @@ class HelperGroup:
             self.sink.heartbeat(*message["heartbeat"])
         elif "done" in message:
             helper.cpu = float(message["done"])
+        elif "alive" in message:
+            pass
         else:
             return False
         return True
@@ -189,7 +195,7 @@ class HelperGroup:
             return
         waiting = [job for index, job in helper.held.items() if index not in helper.started]
         for index in sorted(helper.started):
-            self.sink.finished(helper.held[index], exited_result(helper.held[index], code), "")
+            self.sink.finished(helper.held[index], exited_result(helper.held[index], code, helper.silenced), "")
         helper.held.clear()
         helper.closed = True
         self.queue.extendleft(reversed(waiting))
@@ -200,23 +206,30 @@ class HelperGroup:
                 self.sink.finished(job, exited_result(job, code), "")
 
 
-def exited_result(job: Job, code: int) -> NotebookResult:
+def exited_result(job: Job, code: int, silenced: bool = False) -> NotebookResult:
     """The result of a notebook whose helper process ended before it did."""
-    return NotebookResult(job.path, CRASHED, error=CellError(
-        HELPER_EXITED, f"nbci's helper process running it exited (code {code}); this is a bug in nbci"))
+    why = (f"said nothing for {SILENCE_LIMIT:g} s (stopped or hung) and was killed" if silenced
+           else f"exited (code {code}); this is a bug in nbci unless the notebook killed it")
+    return NotebookResult(job.path, CRASHED, error=CellError(HELPER_EXITED, f"nbci's helper process running it {why}"))
 
 
-async def helper_lines(process: asyncio.subprocess.Process) -> AsyncIterator[bytes]:
+async def helper_lines(helper: Helper) -> AsyncIterator[bytes]:
     """The lines a helper writes, until its output ends or ``DRAIN_GRACE`` seconds after it exited
-    (never waiting on a pipe that something it left behind holds open); none past ``LINE_LIMIT``."""
+    (never waiting on a pipe that something it left behind holds open); none past ``LINE_LIMIT``.
+    A helper silent for ``SILENCE_LIMIT`` seconds (stopped by a notebook, or hung) is killed."""
+    process = helper.process
     while True:
         reading = asyncio.ensure_future(process.stdout.readline())
+        heard = time.monotonic()
         while not reading.done():
             exited = process.returncode is not None
             await asyncio.wait({reading}, timeout=DRAIN_GRACE if exited else EXIT_POLL)
             if exited and not reading.done():
                 reading.cancel()
                 return
+            if not exited and not reading.done() and time.monotonic() - heard > SILENCE_LIMIT:
+                helper.silenced = True
+                process.kill()
         try:
             line = reading.result()
         except ValueError:  # a line over LINE_LIMIT: not one a helper writes; the helper is stopped after
@@ -298,7 +311,12 @@ async def serve(sink: ChannelSink) -> None:
             else:  # closed, ended, or a line the coordinator did not write: finish what it has
                 runner.close()
 
-    receiving = asyncio.ensure_future(receive())
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(ALIVE_INTERVAL)
+            sink.send({"alive": True})
+
+    receiving, alive = asyncio.ensure_future(receive()), asyncio.ensure_future(keep_alive())
     try:
         await runner.run()
     except Exception as exc:  # it cannot go on: what it was running is nbci's error, the rest goes back
@@ -308,6 +326,7 @@ async def serve(sink: ChannelSink) -> None:
         raise
     finally:
         receiving.cancel()
+        alive.cancel()
     sink.send({"done": engine_cpu()})
 
 

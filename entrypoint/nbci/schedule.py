@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from nbci.config import Config
 from nbci.report import Reporter
 from nbci.execute import describe
-from nbci.results import ERROR, CellError, NotebookResult, RunResult
+from nbci.results import CANCELLED, ERROR, CellError, NotebookResult, RunResult
 from nbci.runner import Job, Runner, Sink, engine_cpu, execution_cache
 
 # One process drives about this many workers before its own CPU (message handling, copies) is what
@@ -133,16 +133,22 @@ class Scheduler:
         return self.result()
 
     def result(self) -> RunResult:
-        """Every notebook's result in discovery order: those that finished, and, unless the run was
-        cancelled, the others as nbci's errors (a run never drops a notebook silently)."""
+        """Every notebook's result in discovery order: those that finished, and the others as
+        cancelled (the run was) or as nbci's errors: a run never drops a notebook silently."""
         done = dict(self.sink.done)
-        if not self.cancelled:
-            for job in self._jobs:
-                done.setdefault(job.index, NotebookResult(job.path, ERROR, error=CellError(
-                    NOT_FINISHED, "nbci stopped before this notebook finished (see the run's internal error)")))
+        for job in self._jobs:
+            done.setdefault(job.index, unfinished_result(job.path, self.cancelled))
         return RunResult([done[i] for i in sorted(done)], self.duration, self.cancelled,
                          engine_peak_rss=engine_peak_rss(), engine_cpu=engine_cpu(),
                          helpers_cpu=self.helpers_cpu, signal=self.signal, problems=list(self.sink.problems))
+
+
+def unfinished_result(path: str, cancelled: bool) -> NotebookResult:
+    """The result of a notebook the run ended without: cancelled before it started, or nbci failed."""
+    if cancelled:
+        return NotebookResult(path, CANCELLED, error=CellError("Cancelled", "the run was cancelled before it started"))
+    return NotebookResult(path, ERROR, error=CellError(
+        NOT_FINISHED, "nbci stopped before this notebook finished (see the run's internal error)"))
 
 
 def helper_sizes_of(jobs: int, helpers: int) -> List[int]:
