@@ -177,6 +177,7 @@ def test_marked_scope_compares_only_cells_marked_check_output(project):
 # committed text differing for real)
 MASK_CASES = [
     ("<Foo object at 0x7f3a11112222>", "<Foo object at 0x55aa00001111>", "<Bar object at 0x55aa00001111>"),
+    ("<Figure size 640x480 with 1 Axes>", "<Figure size 432x288 with 1 Axes>", "<Figure size 432x288 with 2 Axes>"),
     ("done 2024-01-02T03:04:05.123456+00:00", "done 2023-11-12T13:14:15.000001+00:00",
      "failed 2023-11-12T13:14:15.000001+00:00"),
     ("on 2024-01-02", "on 2023-05-06", "off 2023-05-06"),

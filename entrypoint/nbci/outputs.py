@@ -67,6 +67,8 @@ DEFAULT_MASKS = (
     Mask(r"\[\d+(?::\d+)+<(?:\d+(?::\d+)+|\?)(?:, *[^\]\n]*)?\]", "[PROGRESS]", "tqdm's elapsed time and rate"),
     Mask(r"(?m)^(CPU times|Wall time):[^\n]*", r"\1: TIME", "%time lines"),
     Mask(r"\bat 0x[0-9a-fA-F]{4,16}\b", "at 0xADDRESS", "memory addresses"),
+    Mask(r"<Figure size \d+(?:\.\d+)?x\d+(?:\.\d+)? with (\d+) Axes>", r"<Figure size WxH with \1 Axes>",
+         "matplotlib figure sizes"),
     Mask(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID", "UUIDs"),
     Mask(r"\bdatetime\.(datetime|date|time)\([0-9, ]*\)", r"datetime.\1(...)", "datetime reprs"),
     Mask(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b", "DATETIME",
