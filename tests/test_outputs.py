@@ -398,3 +398,11 @@ def test_nbvals_own_samples_get_nbvals_verdicts(project):
     verdicts = {name: run.result(name)["status"] for name in names}
     assert {name for name, status in verdicts.items() if status != "passed"} == failed_by_nbval, verdicts
     assert 0 < len(failed_by_nbval) < len(names)
+
+
+def test_differences_are_listed_up_to_a_hundred_and_the_rest_counted(project):
+    commit(project.root, "a.ipynb", *[cell(f"print({i})", stdout("old\n")) for i in range(105)])
+    result = project.run("run", "--check-outputs", "warn").result("a.ipynb")
+    assert len(check(result)["differences"]) == 100
+    assert check(result)["note"] == "5 more differing outputs not listed"
+    assert check(result)["compared"] == 105

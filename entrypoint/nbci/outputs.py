@@ -34,6 +34,7 @@ MODES = ("off", "warn", "fail")
 SCOPES = ("all", "marked")  # marked: only cells marked check-output (nbval's --nbval-lax)
 MASK_SECONDS = 20.0  # how long the repository's masks may take over one notebook's outputs
 DIFF_CHARS = 4_000  # characters of each side's text kept per difference
+MAX_DIFFERENCES = 100  # differences listed per notebook; the note counts the rest
 NOTHING_TO_COMPARE = "nothing to compare: the notebook has no committed outputs"
 RASTER_IMAGES = ("image/png", "image/jpeg")
 IMAGES = RASTER_IMAGES + ("image/svg+xml",)
@@ -204,6 +205,9 @@ def check_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[s
         for output, kind, expected, actual in cell_differences(before, after, masks, options.image_tolerance):
             check.differences.append(OutputDifference(index, name, output, kind, clip(expected, DIFF_CHARS),
                                                       clip(actual, DIFF_CHARS)))
+    if len(check.differences) > MAX_DIFFERENCES:
+        check.note = f"{len(check.differences) - MAX_DIFFERENCES} more differing outputs not listed"
+        del check.differences[MAX_DIFFERENCES:]
     return check
 
 
