@@ -338,6 +338,18 @@ def test_update_outputs_writes_only_the_changed_outputs(project):
     assert project.run("run", "--check-outputs", "fail", "a.ipynb").code == 0
 
 
+def test_update_outputs_keeps_windows_line_ends_and_the_file_mode(project):
+    path = commit(project.root, "a.ipynb", cell("print('new')", stdout("old\n")), cell("print(1)", stdout("1\n")))
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    path.chmod(0o755)
+    before = path.read_bytes()
+    assert project.run("run", "--update-outputs").code == 0
+    after = path.read_bytes()
+    assert after.count(b"\r\n") == after.count(b"\n") == before.count(b"\n")
+    assert after.replace(b'"new\\n"', b'"old\\n"') == before
+    assert path.stat().st_mode & 0o777 == 0o755
+
+
 def test_update_outputs_keeps_cells_nbval_skips(project):
     path = commit(project.root, "a.ipynb", cell("# NBVAL_SKIP\nraise ValueError", stdout("kept\n")),
                   cell("print('new')", stdout("old\n")))

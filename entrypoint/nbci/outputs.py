@@ -404,12 +404,13 @@ def file_outputs(outputs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def json_like(data: Any, original: str) -> str:
-    """``data`` as JSON formatted like ``original``: its indentation, escapes and last newline."""
+    """``data`` as JSON formatted like ``original``: its indentation, escapes, line ends and last newline."""
     second = original.split("\n", 2)[1] if original.count("\n") > 1 else ""
     indent = len(second) - len(second.lstrip(" ")) if second.strip() else None
     ascii_only = original.isascii() and "\\u" in original
     text = json.dumps(data, indent=indent, ensure_ascii=ascii_only, separators=(",", ": ") if indent else None)
-    return text + "\n" if original.endswith("\n") else text
+    text = text + "\n" if original.endswith("\n") else text
+    return text.replace("\n", "\r\n") if "\r\n" in original else text  # JSON text holds no raw newline
 
 
 if __name__ == "__main__":
