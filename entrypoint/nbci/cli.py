@@ -29,7 +29,8 @@ from nbci.pipeline import EXIT_INTERNAL, EXIT_USAGE, list_notebooks, run_noteboo
 from nbci.report.workflow_commands import one_line
 from nbci.shard import MAX_SHARDS
 
-LIST_OPTIONS = ("notebooks", "exclude", "cache_inputs")  # repeatable: a list of items, split like the action's inputs
+# repeatable: a list of items, split like the action's inputs
+LIST_OPTIONS = ("notebooks", "exclude", "cache_inputs", "mask_env")
 FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "parameters_yaml", "github")
 # Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
 # line, the workflow): the settings file is part of the repository, which a pull request may change.
@@ -174,6 +175,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="files whose contents join every cache key (files read by subprocesses; repeatable)")
     parser.add_argument("--no-cache", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
                         help="neither read nor write the execution cache")
+    parser.add_argument("--mask-env", action="append", default=[], metavar="NAME",
+                        help="replace this variable's value by *** in everything nbci writes (repeatable; "
+                             "variables named like secrets, *_TOKEN, *_PASSWORD, ..., are masked anyway)")
     add_output_check_options(parser)
 
 

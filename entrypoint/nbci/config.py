@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from nbci.errors import ConfigError
+from nbci.masking import check_env_names
 from nbci.outputs import Mask, read_sanitize_file
 from nbci.files import OUTPUT_FOLDER
 from nbci.settings import NotebookSettings, Rule, check_cache_input, check_cwd, check_tolerance
@@ -72,6 +73,7 @@ class Config:
     nbval_sanitize_with: Optional[Path] = None  # an nbval sanitize file: more masks
     sanitize_masks: Tuple[Mask, ...] = ()  # read from nbval_sanitize_with by validate()
     update_outputs: bool = False  # write fresh outputs back into passed and changed .ipynb sources
+    mask_env: List[str] = field(default_factory=list)  # variables whose values are masked (nbci.masking)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -127,6 +129,7 @@ class Config:
         self.validate_output_checks()
         for pattern in self.cache_inputs:
             check_cache_input(pattern, "--cache-inputs")
+        check_env_names(self.mask_env, "--mask-env")
         return self
 
     def validate_output_checks(self) -> None:

@@ -138,6 +138,7 @@ class NotebookResult:
     parameters: Optional[Dict[str, Any]] = None  # the parameters injected, when any
     output_check: Optional[OutputCheck] = None  # with --check-outputs: how its outputs compared
     cells_run: Optional[int] = None  # code cells its kernel ran (empty and frozen ones are not); None: not run
+    masked: int = 0  # secret values replaced by *** in its executed copy and this result (nbci.masking)
 
     @property
     def ok(self) -> bool:

@@ -20,7 +20,7 @@ import re
 import stat
 import time
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 
 import nbformat
@@ -35,6 +35,7 @@ from nbci.execute import (
 )
 from nbci.files import inside, write_atomic
 from nbci.locate import failure_line
+from nbci.masking import Masker, missing_env_reason
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
 from nbci.outputs import CheckOptions, Mask, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source
 from nbci.parameters import inject
@@ -121,6 +122,7 @@ class Runner:
         self.launcher = KernelLauncher(self.config.startup_timeout, kernel_start=self.config.kernel_start)
         self.pool = KernelPool(self.launcher)
         self.cache = execution_cache(self.config)
+        self.masker = Masker.from_environment(os.environ, self.config.mask_env)
         self.queue: Deque[Job] = collections.deque()
         self.closed = False  # no more jobs will be added
         self._arrived: Optional[asyncio.Event] = None
@@ -190,6 +192,8 @@ class Runner:
             result, log = internal_error_result(job.path, exc), ""
         finally:
             self._prepared.pop(job.index, None)
+        result.masked += self.masker.mask_result(result)  # what was added after the notebook's copy was masked
+        log = self.masker.mask_text(log)[0]
         self.held.pop(job.index, None)
         self.sink.finished(job, result, log)
 
@@ -211,6 +215,9 @@ class Runner:
     async def _read_into(self, prepared: Prepared) -> Prepared:
         config, job = self.config, prepared.job
         prepared.settings = settings_for(config.notebook_defaults, config.rules, job.path, config.parameters)
+        needs = missing_env_reason(prepared.settings.requires_env, os.environ)
+        if needs and not prepared.settings.skip:
+            prepared.settings = replace(prepared.settings, skip=needs)
         if prepared.settings.skip:
             return prepared
         try:
@@ -281,6 +288,7 @@ class Runner:
         result = NotebookResult(job.path, st.CHANGED if output_check and output_check.differences else st.CACHED,
                                 kernel=entry.result.get("kernel"), peak_rss=entry.result.get("peak_rss"),
                                 cached_from=entry.origin(), output_check=output_check)
+        result.masked = int(entry.result.get("masked") or 0) + self._mask(nb, result)  # --mask-env may name more now
         self._write_copy(job, nb, result)
         return result, nb
 
@@ -289,7 +297,9 @@ class Runner:
         if prepared.reads is None or prepared.cache_key is None or self.cache is None:
             return
         try:
-            self.cache.store(prepared.cache_key, result.to_json(), nb, self.cache.relative_reads(prepared.reads))
+            reads = self.cache.relative_reads(prepared.reads)
+            self.masker.mask_notebook(reads or {})  # a path it looked for may be a secret (IPython's HTML())
+            self.cache.store(prepared.cache_key, result.to_json(), nb, reads)
         except Exception as exc:  # a copy or result the cache cannot hold: the run goes on without it
             result.warnings.append(f"not kept in the execution cache: {getattr(exc, 'strerror', None) or describe(exc)}")
 
@@ -355,8 +365,13 @@ class Runner:
         result.attempts = attempt
         if prepared.committed is not None and result.status == st.PASSED:
             await asyncio.get_running_loop().run_in_executor(None, self._check, prepared, nb, result)
+        result.masked = self._mask(nb, result)
         self._write_copy(job, nb, result)
         return result
+
+    def _mask(self, nb: NotebookNode, result: NotebookResult) -> int:
+        """Mask secret values in the executed copy and its result, before anything writes them."""
+        return self.masker.mask_notebook(nb) + self.masker.mask_result(result)
 
     def _with_masks(self, function: Callable[..., Any], prepared: Prepared, before: Any, cells: Any, *more: Any) -> Any:
         """``function`` (``check_outputs`` or ``updated_source``) with the notebook's check options; in a
@@ -428,7 +443,8 @@ class Runner:
                 kernel.kill_tree()
             if watch.elapsed >= next_beat:
                 next_beat += config.heartbeat
-                self.sink.heartbeat(job.path, watch.cell_index, first_line(watch.cell_source), watch.elapsed, rss)
+                line = self.masker.mask_text(first_line(watch.cell_source))[0]
+                self.sink.heartbeat(job.path, watch.cell_index, line, watch.elapsed, rss)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
 

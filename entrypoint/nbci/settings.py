@@ -35,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from nbci.discover import Glob, translate_glob
 from nbci.errors import ConfigError
 from nbci.files import UnsafePath, inside, open_inside
+from nbci.masking import check_env_names
 from nbci.outputs import MODES, SCOPES, check_mask, pillow_available
 from nbci.parameters import check_name, plain_value, yaml_problem
 
@@ -48,7 +49,7 @@ CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working direc
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
                  "retries": "retries", "kernel": "kernel", "cwd": "cwd", "skip": "skip", "parameters": "parameters",
                  "check-outputs": "check_outputs", "check-cells": "check_cells", "output-masks": "output_masks",
-                 "image-tolerance": "image_tolerance"}
+                 "image-tolerance": "image_tolerance", "requires-env": "requires_env"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class NotebookSettings:
     check_cells: str = "all"  # all, or marked: only cells marked NBVAL_CHECK_OUTPUT
     output_masks: Tuple[Tuple[str, str], ...] = ()  # (regex, replacement) pairs, after the default masks
     image_tolerance: Optional[float] = None  # None: images are not compared
+    requires_env: Tuple[str, ...] = ()  # variables that must be set and not empty, or the notebook is skipped
 
 
 @dataclass
@@ -145,9 +147,10 @@ def load_settings(path: Path, root: Path) -> SettingsFile:
                     settings.rules.insert(0, Rule("**", {"parameters": value}, where(path, name_node),
                                                   translate_glob("**")))
                     continue
-                if name == "output-masks":  # for every notebook, under any entry's
-                    settings.rules.insert(0, Rule("**", {"output_masks": check_masks(value, where(path, option_node))},
-                                                  where(path, name_node), translate_glob("**")))
+                if name in ("output-masks", "requires-env"):  # for every notebook, under any entry's
+                    checked = check_value(name, value, where(path, option_node))
+                    settings.rules.insert(0, Rule("**", {NOTEBOOK_KEYS[name]: checked}, where(path, name_node),
+                                                  translate_glob("**")))
                     continue
                 if name == "cache-inputs":
                     for pattern in value if isinstance(value, list) else str(value).split():
@@ -215,6 +218,8 @@ def check_value(key: str, value: Any, at: str) -> Any:
         return check_masks(value, at)
     if key == "image-tolerance":
         return check_tolerance(value, at)
+    if key == "requires-env":
+        return check_env_names(value if isinstance(value, list) else [value], f"{at}: requires-env")
     if not isinstance(value, str) or not value.strip():  # kernel, skip
         raise ConfigError(f"{at}: {key} must be text, not {shown(value)}")
     return value
