@@ -75,6 +75,9 @@ def test_a_secret_printed_every_way_reaches_no_file_nor_the_console(project, tmp
     assert "***" in run.executed("leak.ipynb").cells[0].outputs[0]["text"]
     assert run.result("leak.ipynb")["masked"] >= len(LEAKS) and run.result("fails.ipynb")["masked"] >= 2
     assert "RuntimeError: request failed: ******" in run.stdout
+    count = f"{run.result('leak.ipynb')['masked']} secret values masked"
+    for report in (run.stdout, summary.read_text(), (run.output_dir / "index.html").read_text()):
+        assert count in report
 
 
 def test_a_cached_copy_stays_masked_and_keeps_its_count(project, tmp_path: Path) -> None:

@@ -71,6 +71,12 @@ def not_run_note(result: "NotebookResult") -> str:
     return cached_note(result)
 
 
+def masked_note(result: "NotebookResult") -> str:
+    """``2 secret values masked`` when nbci replaced any by ``***`` (nbci.masking); empty otherwise."""
+    count = result.masked
+    return f"{count} secret value{'' if count == 1 else 's'} masked" if count else ""
+
+
 def cached_note(result: "NotebookResult") -> str:
     """``ran 2 h ago at 1a2b3c4`` for a cached result; empty otherwise."""
     origin = result.cached_from

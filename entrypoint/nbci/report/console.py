@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 from nbci.config import Config
 from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, format_bytes,
-                         not_run_note, problems_headline, tail)
+                         masked_note, not_run_note, problems_headline, tail)
 from nbci.report.workflow_commands import CommandLog, no_command, one_line
 from nbci.text import clip, counted
 from nbci.results import NO_CODE, NotebookResult, RunResult
@@ -69,6 +69,7 @@ class ConsoleReporter(Reporter):
         retried = f", {result.attempts} attempts" if result.attempts > 1 else ""
         timing = one_line(not_run_note(result), CLOSING_CHARS) or f"{result.duration:.1f} s{retried}"  # the repository's text
         timing += f", {NO_CODE}" if result.ran_no_code else ""
+        timing += f", {masked_note(result)}" if result.masked else ""
         self._print(f"{result.status.upper():<16} {one_line(result.path)} ({timing})")
         for warning in result.warnings:
             self._print(f"  warning: {one_line(warning)}")

@@ -37,7 +37,7 @@ from nbformat import NotebookNode
 
 from nbci.config import Config
 from nbci.report import (Reporter, changed_count, changed_note, changes, diff_lines, difference_title, failing_source,
-                         not_run_note, printable, problems_headline, tail)
+                         masked_note, not_run_note, printable, problems_headline, tail)
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip, counted
@@ -294,6 +294,7 @@ def _row(result: NotebookResult) -> str:
     note = not_run_note(result)
     timing = f"not run: {_code(_clip(note, 200))}" if note else f"{result.duration:.1f} s"  # a skip's reason is the repository's text
     timing += f", {NO_CODE}" if result.ran_no_code else ""
+    timing += f", {masked_note(result)}" if result.masked else ""
     return f"| {status} | {_code(result.path)} | {timing} |\n"
 
 

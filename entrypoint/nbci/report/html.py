@@ -30,7 +30,7 @@ from nbci import INSTALL_FOLDER
 from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
 from nbci.kernels import runner_files_hidden
-from nbci.report import Reporter, changed_count, changed_note, changes, printable, problems_headline
+from nbci.report import Reporter, changed_count, changed_note, changes, masked_note, printable, problems_headline
 from nbci.results import NotebookResult, OutputDifference, RunResult
 from nbci.text import clip
 from nbci.text_notebooks import copy_name
@@ -305,6 +305,7 @@ def index_row(result: NotebookResult, config: Config, page: Optional[Path], prob
     detail = failure_text(result) if not result.ok else result.skip_reason and clip(f"skipped: {result.skip_reason}", 300)
     notes = [e(detail)] if detail else []
     notes += [e(changed_note(result))] if changes(result) else []
+    notes += [e(masked_note(result))] if result.masked else []
     notes += [f"no page: {e(problem)}"] if problem else []
     extra = f'<div class="detail">{"<br>".join(notes)}</div>' if notes else ""
     copy = copy_path(config, result)
