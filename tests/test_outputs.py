@@ -418,3 +418,13 @@ def test_differences_are_listed_up_to_a_hundred_and_the_rest_counted(project):
     assert len(check(result)["differences"]) == 100
     assert check(result)["note"] == "5 more differing outputs not listed"
     assert check(result)["compared"] == 105
+
+
+def test_outputs_made_to_make_masks_backtrack_are_compared_in_linear_time(project):
+    commit(project.root, "a.ipynb",
+           cell("print(' ' * 2_000_000 + 'x')", stdout("x\n")),  # trailing-whitespace mask, run not at a line end
+           cell("print('a' * 1_000_000 + '\\b' * 1_000_000)", stdout("x\n")),  # nbval's backspace passes
+           cell("print('\\x1b[' + ';' * 2_000_000)", stdout("x\n")))
+    run = project.run("run", "--check-outputs", "warn")
+    assert run.code == 0, run.stderr
+    assert sorted(differing(run.result("a.ipynb"))) == [0, 1, 2]
