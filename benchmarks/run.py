@@ -230,6 +230,7 @@ class Method:
     command: Callable[[Workspace], List[str]]
     verify: Callable[[Workspace], Optional[str]]  # a failure reason, or None
     executed_copies: bool = False  # leaves executed notebooks in Workspace.output
+    prepare: Optional[Callable[[Workspace, Dict[str, str]], None]] = None  # untimed, before the command
 
 
 def shell_loop(body: str) -> Callable[[Workspace], List[str]]:
@@ -275,6 +276,25 @@ def verify_nbci_html(ws: Workspace) -> Optional[str]:
     return verify_nbci(ws) or (None if pages == ws.notebooks + 1 else f"{pages} HTML files, {ws.notebooks + 1} expected")
 
 
+def verify_nbci_check(ws: Workspace) -> Optional[str]:
+    """Every notebook passed or changed (a changed one is a false alarm: nothing changed but the run)."""
+    path = ws.output / "results.json"
+    if not path.exists():
+        return "no results.json"
+    summary = json.loads(path.read_text()).get("summary", {})
+    if summary.get("changed"):
+        log(f"  nbci-check: {summary['changed']} of {summary.get('total')} notebooks changed (false alarms)")
+    if summary.get("total") == summary.get("passed", 0) + summary.get("changed", 0) == ws.notebooks:
+        return None
+    return f"results.json: {summary.get('passed')} passed, {summary.get('changed')} changed of {summary.get('total')}"
+
+
+def commit_outputs(ws: Workspace, env: Dict[str, str]) -> None:
+    """Give the corpus copy committed outputs, as a repository checked with --check-outputs has them."""
+    subprocess.run(["nbci", "run", "--update-outputs", "--output-dir", str(ws.output.parent / "committing"), "."],
+                   cwd=ws.corpus, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def build_methods(jobs: int) -> Dict[str, Method]:
     """Every method the benchmark knows, by name, in table order."""
     methods = [
@@ -284,6 +304,13 @@ def build_methods(jobs: int) -> Dict[str, Method]:
         Method("nbci-html", f"nbci run --jobs {jobs} --html",
                lambda ws: ["nbci", "run", "--jobs", str(jobs), "--html", "--output-dir", str(ws.output), "."],
                verify_nbci_html),
+        Method("nbci-outputs", f"nbci run --jobs {jobs} (notebooks with committed outputs)",
+               lambda ws: ["nbci", "run", "--jobs", str(jobs), "--output-dir", str(ws.output), "."],
+               verify_nbci, prepare=commit_outputs),
+        Method("nbci-check", f"nbci run --jobs {jobs} --check-outputs warn (notebooks with committed outputs)",
+               lambda ws: ["nbci", "run", "--jobs", str(jobs), "--check-outputs", "warn", "--output-dir", str(ws.output),
+                           "."],
+               verify_nbci_check, prepare=commit_outputs),
         Method("nbci-fork", f"nbci run --jobs {jobs} --kernel-start fork (PYTHONHASHSEED=0)",
                lambda ws: ["env", "PYTHONHASHSEED=0", "nbci", "run", "--jobs", str(jobs), "--kernel-start", "fork",
                            "--output-dir", str(ws.output), "."],
@@ -448,6 +475,8 @@ def log_tail(path: Path) -> str:
 
 def run_method(method: Method, ws: Workspace, env: Dict[str, str], round_: int, timeout: float) -> Outcome:
     """Time one method once; a non-zero exit or a failed check marks the outcome failed."""
+    if method.prepare is not None:
+        method.prepare(ws, env)
     outcome = run_command(method.command(ws), ws, env, timeout)
     outcome.method, outcome.round, outcome.output = method.name, round_, ws.output
     if outcome.returncode != 0:
@@ -631,6 +660,15 @@ def floor_lines(report: Report) -> List[str]:
     return lines
 
 
+def check_lines(report: Report) -> List[str]:
+    """What ``--check-outputs warn`` costs: nbci-check against nbci-outputs (the same committed outputs, unchecked)."""
+    checked, unchecked = report.median_of("nbci-check"), report.median_of("nbci-outputs")
+    if checked is None or unchecked is None:
+        return []
+    return [f"--check-outputs warn: {ratio(checked, unchecked)}x the run of the same notebooks unchecked "
+            f"({checked:.2f} s against {unchecked:.2f} s)."]
+
+
 def rss_lines(report: Report) -> List[str]:
     nbci = next((m for m in report.methods if m.name == "nbci" and m.peak_rss), None)
     if not nbci:
@@ -652,7 +690,8 @@ def noise_lines(report: Report) -> List[str]:
 def render(report: Report) -> str:
     header = [f"## Notebook execution benchmark ({len(corpus.build(report.scale))} notebooks, "
               f"scale {report.scale:g}, median of {report.repeat} interleaved runs)", ""]
-    lines = header + markdown_table(report) + [""] + floor_lines(report) + rss_lines(report) + noise_lines(report)
+    lines = (header + markdown_table(report) + [""] + floor_lines(report) + rss_lines(report) + check_lines(report)
+             + noise_lines(report))
     lines += ["", "Machine:"] + report.machine.describe()
     for method in report.methods:
         for failure in method.failures:
@@ -667,7 +706,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each method (default 3)")
     parser.add_argument("--methods", default="all",
-                        help="comma list of: nbci, nbci-html, nbci-fork, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
+                        help="comma list of: nbci, nbci-html, nbci-outputs, nbci-check, nbci-fork, nbconvert, papermill, nbmake, nbmake-n2 (default all)")
     parser.add_argument("--scale", type=float, default=1.0, help="work multiplier of the compute notebooks")
     parser.add_argument("--jobs", type=int, default=2, help="nbci --jobs (default 2)")
     parser.add_argument("--venv-dir", type=Path, default=DEFAULT_VENV_DIR,
