@@ -236,7 +236,7 @@ def test_a_changed_cell_shows_its_diff_and_both_images_side_by_side(tmp_path, br
     site = changed_site(tmp_path)
     requests: List[str] = []
     index = open_page(browser, (site.output_dir / "index.html").as_uri(), requests, viewport={"width": 1100, "height": 700})
-    assert index.locator("h1").inner_text() == "✓ 1 notebooks passed; 1 changed its outputs"
+    assert index.locator("h1").inner_text() == "✓ 1 notebook passed; 1 changed its outputs"
     row = index.locator("tbody tr").first
     assert row.get_attribute("class") == "changed" and row.locator("td.status").inner_text() == "≠ changed"
     assert "outputs changed in 2 cells (of 3 compared), first cell 2 (code cell 1)" in row.inner_text()

@@ -63,18 +63,20 @@ class CellError:
 
     @property
     def cell_name(self) -> Optional[str]:
-        """The cell as people name it: ``cell 39 (code cell 18)``, 1-based (``cell 3`` when it is also
-        code cell 3), or None when none ran."""
-        if self.cell_index is None:
-            return None
-        code = f" (code cell {self.code_cell})" if self.code_cell and self.code_cell != self.cell_index + 1 else ""
-        return f"cell {self.cell_index + 1}{code}"
+        """The cell as people name it (``cell_label``), or None when none ran."""
+        return None if self.cell_index is None else cell_label(self.cell_index, self.code_cell)
 
     def __post_init__(self) -> None:
         self.ename = clip(self.ename, 200)
         self.evalue = clip(self.evalue, MESSAGE_CHARS)
         self.traceback = last_chars([clip(line, MESSAGE_CHARS) for line in self.traceback], TRACEBACK_CHARS)
         self.source = clip(self.source, MESSAGE_CHARS) if self.source is not None else None
+
+
+def cell_label(cell_index: int, code_cell: Optional[int]) -> str:
+    """A cell as people name it: ``cell 39 (code cell 18)``, 1-based; ``cell 3`` when it is also code cell 3."""
+    code = f" (code cell {code_cell})" if code_cell and code_cell != cell_index + 1 else ""
+    return f"cell {cell_index + 1}{code}"
 
 
 def last_chars(lines: List[str], limit: int) -> List[str]:

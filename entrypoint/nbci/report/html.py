@@ -32,7 +32,7 @@ from nbci.files import ensure_folder, write_atomic
 from nbci.kernels import runner_files_hidden
 from nbci.report import Reporter, changed_count, changed_note, changes, masked_note, printable, problems_headline
 from nbci.results import NotebookResult, OutputDifference, RunResult
-from nbci.text import clip
+from nbci.text import clip, counted
 from nbci.text_notebooks import copy_name
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -253,8 +253,9 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     summary = run.summary()
     failed = summary["failed"]
     icon = "✓" if run.ok else "✗"
-    headline = (f"{failed} of {summary['total']} notebooks did not pass" if failed
-                else f"{summary['passed']} notebooks passed" + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
+    headline = (f"{failed} of {counted(summary['total'], 'notebook')} did not pass" if failed
+                else f"{counted(summary['passed'], 'notebook')} passed"
+                + (f", {summary['skipped']} skipped" if summary["skipped"] else ""))
     if summary["changed"]:
         headline += f"; {changed_count(summary['changed'])}"
     if run.problems:
