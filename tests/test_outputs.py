@@ -254,6 +254,9 @@ def test_images_are_not_compared_unless_a_tolerance_is_given(project):
     tolerant = project.run("run", "--check-outputs", "fail", "--image-tolerance", "5")
     assert tolerant.code == 1
     assert differing(tolerant.result("a.ipynb")) == {1: [("image/png", "changed")]}
+    [difference] = check(tolerant.result("a.ipynb"))["differences"]
+    assert difference["expected"] == "[image 8x8]"
+    assert difference["actual"] == "[image 8x8]: RMS difference 86.6 (tolerance 5)"
     exact = project.run("run", "--check-outputs", "fail", "--image-tolerance", "0")
     assert differing(exact.result("a.ipynb")) == {0: [("image/png", "changed")], 1: [("image/png", "changed")]}
 

@@ -237,8 +237,18 @@ def cell_differences(before: Dict[str, Any], after: Dict[str, Any], masks: List[
         elif key not in expected:
             found.append((key, "extra", "", shown(key, actual[key], masks)))
         elif not same(key, expected[key], actual[key], masks, tolerance):
-            found.append((key, "changed", shown(key, expected[key], masks), shown(key, actual[key], masks)))
+            fresh = image_changes(expected[key], actual[key], tolerance) if key in RASTER_IMAGES and tolerance is not None \
+                else shown(key, actual[key], masks)
+            found.append((key, "changed", shown(key, expected[key], masks), fresh))
     return found
+
+
+def image_changes(expected: List[str], actual: List[str], tolerance: float) -> str:
+    """The fresh images described, each with how far it is from the committed one."""
+    if len(expected) != len(actual):
+        return "\n".join(describe_image(value) for value in actual)
+    return "\n".join(f"{describe_image(after)}: RMS difference {image_difference(before, after):.1f} "
+                     f"(tolerance {tolerance:g})" for before, after in zip(expected, actual))
 
 
 def channels(outputs: Sequence[Dict[str, Any]], images: bool) -> Dict[str, List[str]]:
