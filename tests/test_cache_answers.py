@@ -42,6 +42,23 @@ PATTERNS = {
 }
 
 
+# notebook -> (its cell, what to change between the runs so that it fails): how a path is reached
+RESOLVED = {
+    "imp/shadows.ipynb": ("import yaml\nassert yaml.safe_load('a: 1') == {'a': 1}",
+                          lambda root: (root / "imp/yaml.py").write_text("raise RuntimeError('shadowed')")),
+    "ns/namespace.ipynb": ("from nspkg import mod\nassert mod.VALUE == 1",
+                           lambda root: (root / "ns/nspkg/__init__.py").write_text("raise ImportError('broken')")),
+    "link.ipynb": ("assert open('data/current.txt').read() == 'good'",
+                   lambda root: ((root / "data/current.txt").unlink(), (root / "data/current.txt").symlink_to("v2.txt"))),
+    "access.ipynb": ("import os\nassert not os.access('BROKEN', os.F_OK)", lambda root: (root / "BROKEN").write_text("")),
+    "executable.ipynb": ("import os\nassert not os.access('tool.sh', os.X_OK)", lambda root: (root / "tool.sh").chmod(0o755)),
+    "direntry.ipynb": ("import os\nassert all(entry.stat().st_size for entry in os.scandir('parts'))",
+                       lambda root: (root / "parts/a.csv").write_text("")),
+    "moved.ipynb": ("import os\nos.rename('input.txt', 'work.txt')\ntry:\n    assert open('work.txt').read() == 'good'\n"
+                    "finally:\n    os.rename('work.txt', 'input.txt')", lambda root: (root / "input.txt").write_text("bad")),
+}
+
+
 @pytest.fixture
 def patterns(project: Project) -> Project:
     for folder in ("d", "g", "s", "i", "pg", "w", ".data"):
@@ -69,6 +86,39 @@ def test_every_answer_a_notebook_got_is_checked_again(patterns: Project) -> None
         change(patterns.root)
     second = cached_run(patterns, env={"MODE": "another", "LEVEL": "1", "FLAG": ""})
     assert statuses(second) == {name: "failed" for name in PATTERNS}
+
+
+def test_what_imports_links_access_and_scans_found_is_checked_again(project: Project) -> None:
+    for folder in ("ns/nspkg", "data", "parts"):
+        (project.root / folder).mkdir(parents=True)
+    for path, text in {"ns/nspkg/mod.py": "VALUE = 1\n", "data/v1.txt": "good", "data/v2.txt": "bad", "tool.sh": "",
+                       "parts/a.csv": "rows", "input.txt": "good"}.items():
+        (project.root / path).write_text(text)
+    (project.root / "data/current.txt").symlink_to("v1.txt")
+    for name, (source, _) in RESOLVED.items():
+        project.write(name, source)
+    assert set(statuses(cached_run(project)).values()) == {"passed"}
+    assert set(statuses(cached_run(project)).values()) == {"cached"}
+    for _, change in RESOLVED.values():
+        change(project.root)
+    assert statuses(cached_run(project)) == {name: "failed" for name in RESOLVED}
+
+
+def test_what_a_notebook_moves_removes_or_makes_is_checked_or_not_kept(project: Project) -> None:
+    (project.root / "indir").mkdir()
+    for path, text in {"stale.pid": "", "indir/x": "1", "long.txt": "good and more"}.items():
+        (project.root / path).write_text(text)
+    project.write("removes.ipynb", "import os\nos.remove('stale.pid')")
+    project.write("claims.ipynb", "open('claim', 'x').close()")
+    project.write("makes.ipynb", "import os\nos.mkdir('made')")
+    project.write("moves_folder.ipynb", "import os\nos.rename('indir', 'outdir')\ntry:\n"
+                                       "    assert open('outdir/x').read() == '1'\nfinally:\n    os.rename('outdir', 'indir')")
+    project.write("truncates.ipynb", "import os\nos.truncate('long.txt', 4)\nassert open('long.txt').read() == 'good'")
+    assert set(statuses(cached_run(project)).values()) == {"passed"}
+    assert len(entries(project)) == 3  # a folder moved aside and a truncated input cannot be told whole
+    (project.root / "indir/x").write_text("2")
+    assert statuses(cached_run(project)) == {"removes.ipynb": "failed", "claims.ipynb": "failed", "makes.ipynb": "failed",
+                                             "moves_folder.ipynb": "failed", "truncates.ipynb": "passed"}
 
 
 def test_a_notebook_that_shadows_builtins_is_still_recorded(project: Project) -> None:
@@ -125,6 +175,10 @@ def test_answers_are_bounded_and_stay_inside_the_root(tmp_path: Path) -> None:
     (root / "small").write_text("x")
     assert path_answer(root, "big") is None and path_answer(root, "outside/secret") is None
     assert path_answer(root, "small").startswith("sha256:") and path_answer(root, "gone") == "missing"
+    cache = ExecutionCache(tmp_path / "cache", root)
+    assert cache.answer("import:small") == '["small"]' and cache.answer("access:small") == "file:1:rw-"
+    assert cache.answer("import:outside/secret") is None and cache.answer("scan:outside") is None
+    assert cache.answer("link:outside/secret") == os.path.realpath(tmp_path / "secret")  # named, never read
 
 
 def test_what_a_notebook_makes_is_its_own_and_what_it_changes_is_not_kept(project: Project) -> None:

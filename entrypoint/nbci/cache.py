@@ -7,7 +7,8 @@ counts), the kernel (name, language), the options that change execution, the ker
 run), the dependency files from the notebook's folder up to the working directory, and the files
 ``--cache-inputs`` names. The entry then keeps every question the notebook asked below the working
 directory while it ran, with the answer it got (``nbci.recorder``, started by a silent request
-before the first cell): a file's content, whether and what a path is, a folder's names, an
+before the first cell): a file's content, whether and what a path is, where a link leads, a
+folder's names, what could provide each imported module in the folders searched for it, an
 environment variable (a slow salted hash, never the value). The entry is stale as soon as one
 answer differs. What cannot be told whole (an incomplete recording, a file the notebook changed
 after reading it, one too large to hash) is not stored: a miss is safe, a false hit never is.
@@ -39,9 +40,9 @@ from nbci import recorder
 from nbci.files import inside, open_inside, write_atomic
 from nbci.kernels import without_runner_files
 from nbci.outputs import NBVAL_TAGS
-from nbci.recorder import listing_answer, stat_answer
+from nbci.recorder import access_answer, import_answer, link_answer, listing_answer, scan_answer, stat_answer
 
-ENTRY_VERSION = 2
+ENTRY_VERSION = 3  # entries of earlier versions lack answers this one checks: never reused
 MAX_BYTES = 2**30  # the cache folder's size cap after pruning
 EXECUTION_TAGS = frozenset({"skip-execution", "raises-exception", "parameters", "injected-parameters"}) | NBVAL_TAGS
 DEPENDENCY_FILES = ("requirements*.txt", "environment.yml", "environment.yaml", "pyproject.toml", "*.lock",
@@ -218,17 +219,25 @@ class ExecutionCache:
 
     def answer(self, question: str) -> Optional[str]:
         """The answer now to a recorded question: ``file:PATH`` (its content), ``stat:PATH`` (what is
-        there), ``list:PATH`` (a folder's names), ``env:NAME`` (a variable's hash, ``*``: all of them);
+        there), ``access:PATH`` (that and what may be done with it), ``list:PATH`` (a folder's names),
+        ``scan:PATH`` (its names, kinds and sizes), ``link:PATH`` (where it leads), ``import:FOLDER/NAME``
+        (what could provide module NAME there), ``env:NAME`` (a variable's hash, ``*``: all of them);
         paths relative to the root, never followed out of it. None: no answer that could match."""
         kind, _, subject = question.partition(":")
         if kind == "env":
             return self.env_answer(subject)
-        real = os.path.realpath(self.root / subject)
+        if kind == "link":
+            return link_answer(self.root / subject, os.path.join(self.root, ""))
+        folder, name = os.path.split(subject)
+        real = os.path.realpath(self.root / (folder if kind == "import" else subject))
         if not inside(Path(real), self.root):
             return None
         if kind == "file":
             return path_answer(self.root, subject)
-        return stat_answer(real) if kind == "stat" else listing_answer(real) if kind == "list" else None
+        if kind == "import":
+            return import_answer(real, name)
+        answers = {"stat": stat_answer, "access": access_answer, "list": listing_answer, "scan": scan_answer}
+        return answers[kind](real) if kind in answers else None
 
     def env_answer(self, name: str) -> str:
         """A salted, slow hash of the variable ``name`` as kernels get it (``*``: all of them), or ``unset``."""
