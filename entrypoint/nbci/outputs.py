@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nbci.errors import ConfigError
-from nbci.results import OutputCheck, OutputDifference
+from nbci.results import OutputCheck, OutputDifference, cell_label
 from nbci.text import clip
 
 MODES = ("off", "warn", "fail")
@@ -203,7 +203,7 @@ def check_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[s
         if not compared(before, after, options.scope):
             continue
         check.compared += 1
-        name = f"cell {index + 1} (code cell {code_cell})"
+        name = cell_label(index, code_cell)
         for output, kind, expected, actual in cell_differences(before, after, masks, options.image_tolerance):
             check.differences.append(OutputDifference(index, name, output, kind, clip(expected, DIFF_CHARS),
                                                       clip(actual, DIFF_CHARS)))
