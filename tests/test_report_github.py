@@ -455,7 +455,7 @@ def test_a_real_run_shows_changed_outputs_everywhere(project, tmp_path: Path, mo
     assert run.code == (0 if mode == "warn" else 1), run.stdout + run.stderr
     assert run.result("drift.ipynb")["status"] == "changed"
     lines = run.stdout.splitlines()
-    assert lines[lines.index("--- cell 1 (code cell 1): stdout changed (- committed, + fresh) ---") + 1:][:4] == [
+    assert lines[lines.index("--- cell 1: stdout changed (- committed, + fresh) ---") + 1:][:4] == [
         "    @@ -1,2 +1,2 @@", "    -total: 41", "    +total: 42", "     :\u200b:error:\u200b:MARK"]
     assert ("changed outputs:" if mode == "warn" else "did not pass:") in lines
     [(_, props, message)] = commands(io.StringIO(run.stdout), "warning" if mode == "warn" else "error")

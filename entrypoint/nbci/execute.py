@@ -28,7 +28,7 @@ from nbci import results as st
 from nbci.cache import recorder_code
 from nbci.errors import InvalidNotebook, NotANotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
-from nbci.iopub import STREAM_CAP  # characters of stream output kept per cell in the executed copy
+from nbci.iopub import RESET_ID, STREAM_CAP  # STREAM_CAP: characters of stream output kept per cell
 from nbci.kernels import Kernel, describe_exit
 from nbci.locate import json_error_line
 from nbci.outputs import Markers, cell_markers, tags_of
@@ -215,6 +215,8 @@ class NbciClient(NotebookClient):
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
                cell_index: int) -> Optional[NotebookNode]:
+        if msg.get("msg_id") == RESET_ID:
+            self.watch.warnings.append(f"cell {cell_index + 1}: {msg['content']['text'].strip()}")
         remaining = NOTEBOOK_OUTPUT_CAP - self._kept_chars
         size = output_size(msg.get("content", {}))
         self._kept_chars += size

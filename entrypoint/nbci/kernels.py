@@ -40,7 +40,7 @@ import zmq.asyncio
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from nbci.iopub import BoundedIOPubChannel
+from nbci.iopub import connect_bounded
 from nbci.results import KERNEL_OUTPUT_CHARS
 from nbci.zygote import ForkProvisioner, Zygotes
 
@@ -489,7 +489,7 @@ class KernelLauncher:
             raise
         output.start()
         client = manager.client(context=self.context)
-        client.iopub_channel_class = BoundedIOPubChannel  # huge outputs are cut before decoding
+        connect_bounded(client)  # huge outputs are cut before decoding, or refused
         kernel = Kernel(request.name, manager, client, tag=tag, output=output)
         self.live.add(kernel)
         try:
