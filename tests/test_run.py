@@ -222,3 +222,15 @@ def test_junit_report_reads_back_as_test_report_tools_read_it(project: Project) 
     assert error["source"] in cases["fails_at_cell_2.ipynb"].system_out
     [control] = cases["control.ipynb"].result
     assert control.message.startswith("ValueError: bell \ufffd escape") and "\x00" not in control.message
+
+
+def test_a_bare_bool_flag_before_a_notebook_leaves_the_notebook_a_path(project: Project) -> None:
+    """``nbci run --update-outputs one.ipynb`` runs one.ipynb (not "one.ipynb is not true or false")."""
+    project.write("one.ipynb", "print(1)")
+    project.write("two.ipynb", "print(2)")
+    run = project.run("run", "--html", "--update-outputs", "one.ipynb")
+    assert run.code == 0, run.stdout + run.stderr
+    assert [result["path"] for result in run.results["notebooks"]] == ["one.ipynb"]
+    assert (run.output_dir / "index.html").is_file()
+    off = project.run("run", "--html", "false", "two.ipynb")
+    assert off.code == 0 and not (off.output_dir / "two.html").exists()

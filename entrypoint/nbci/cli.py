@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Mapping, NoReturn, Optional, Sequence
+from typing import Iterator, List, Mapping, NoReturn, Optional, Sequence
 
 from nbci import __version__
 from nbci.cache import parse_age
@@ -329,13 +329,37 @@ def read_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Optional[S
     return load_settings(path, Path.cwd()) if path is not None else None
 
 
+def all_actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every option of ``parser`` and of its subcommands."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_actions(sub)
+
+
+def bare_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> List[str]:
+    """``argv`` with a bare BOOL flag followed by a path (``--html nb.ipynb``) written ``--html=true``,
+    so the path stays a path; ``--html false`` and ``--html=false`` keep their value."""
+    flags = {option for action in all_actions(parser) if action.type is boolean for option in action.option_strings}
+    out: List[str] = []
+    for index, arg in enumerate(argv):
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg == "--":
+            return out + list(argv[index:])
+        bare = following is not None and following.strip().lower() not in TRUE + FALSE
+        out.append(f"{arg}=true" if arg in flags and bare and not following.startswith("-") else arg)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
     harden_process()  # kernels run as our user: they must not read our environment (the runner's files)
     environ = os.environ if environ is None else environ
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         settings = read_settings(argv, environ)
-        args = build_parser(environ, settings).parse_args(argv)
+        parser = build_parser(environ, settings)
+        args = parser.parse_args(bare_flags(parser, argv))
         if args.command == "list":
             return command_list(args, environ, settings)
         return run_notebooks(make_config(args, environ, settings), environ)
