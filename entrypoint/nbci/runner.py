@@ -34,6 +34,7 @@ from nbci.execute import (
     write_notebook,
 )
 from nbci.files import inside, write_atomic
+from nbci.installs import install_cells, install_warning
 from nbci.locate import failure_line
 from nbci.masking import Masker, missing_env_reason
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
@@ -233,7 +234,9 @@ class Runner:
             prepared.invalid = exc
             return prepared
         prepared.request = KernelRequest(kernel_name(prepared.nb, prepared.settings.kernel), cwd)
-        if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name):
+        installs = install_cells(prepared.nb)
+        prepared.warnings += [install_warning(installs)] if installs else []
+        if self.cache is not None and self.launcher.is_ipykernel(prepared.request.name) and not installs:
             await asyncio.get_running_loop().run_in_executor(None, self._look_up, prepared)
             if prepared.cached is not None:
                 return prepared  # no kernel needed
