@@ -317,3 +317,18 @@ def test_a_block_of_changed_lines_marks_each_against_its_counterpart() -> None:
                                       "n: 8\ntotal: 31\nmean: 3.875\n"))
     assert [row["kind"] for row in rows] == ["hunk", "same", "del", "del", "add", "add"]
     assert [[text for text, differs in row["parts"] if differs] for row in rows[2:]] == [["0"], [], ["1"], ["8"]]
+
+
+def test_long_changed_lines_are_marked_between_their_common_start_and_end() -> None:
+    from nbci.report.output_diff import diff_rows
+    from nbci.results import OutputDifference
+
+    old, new = "ab" * 100_000, "ab" * 500 + "ba" + "ab" * 99_499  # two 200 000-character lines
+    same = [f"{i}: {'xy' * 60}" for i in range(30)]
+    rows = diff_rows(OutputDifference(0, "cell 1", "stdout", "changed", "\n".join([old, *same, "n: 1"]),
+                                      "\n".join([new, *same, "n: 2"])))
+    assert [row["kind"] for row in rows[:3]] == ["hunk", "del", "add"]
+    for row, middle in zip(rows[1:3], ("ab", "ba")):
+        assert [(len(text), differs) for text, differs in row["parts"]][:2] == [(1000, False), (2, True)]
+        assert row["parts"][1][0] == middle and row["parts"][2][0].endswith("more characters]")
+    assert [[text for text, differs in row["parts"] if differs] for row in rows[-2:]] == [["1"], ["2"]]

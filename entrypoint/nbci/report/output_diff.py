@@ -2,7 +2,8 @@
 
 Runs in a render worker. The diff of each changed output comes from ``OutputDifference`` (masked,
 bounded texts): removed lines (committed) and added lines (fresh) are marked by sign and colour,
-and within a changed line the characters that differ are marked too. Images are compared by eye:
+and within a changed line the characters that differ are marked too (character by character in
+short lines, else between the lines' common start and end, so that a long line costs linear time). Images are compared by eye:
 the fresh ones come from the executed copy, the committed ones from the source notebook in the
 run's root, read like every file of the repository (``files.read_notebook_bytes``: inside the root,
 a regular file, bounded). Every image becomes a ``data:`` URI of a known image type, so the page
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -28,6 +30,8 @@ MAX_IMAGE_CHARS = 14 * 2**20  # of one image as base64 (about 10 MiB)
 DIFFS_PER_PAGE = 50  # changed outputs shown on one page
 DIFF_LINES = 200  # of one changed output's diff
 DIFF_CHARS = 2000  # of one diff line
+FINE_CHARS = 100  # a changed line this long or shorter gets its characters diffed (cubic at worst)
+FINE_PAIRS = 10  # of one changed output; longer lines and later pairs get their common start and end kept
 BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 ROW_KINDS = {"@": "hunk", "-": "del", "+": "add", " ": "same"}
 
@@ -59,11 +63,31 @@ def diff_rows(difference: OutputDifference) -> List[Dict[str, Any]]:
     rows = [{"kind": ROW_KINDS.get(line[:1], "cut"), "sign": line[:1] if line[:1] in "-+ " else "",
              "parts": [(line[1:] if line[:1] in "-+ " else line, False)]} for line in lines]
     kinds = "".join(row["kind"][0] for row in rows)  # d(el), a(dd), h(unk), s(ame), c(ut)
+    fine = FINE_PAIRS
     for change in re.finditer("(d+)(a+)", kinds):  # removed lines then added ones: the n-th against the n-th
         removed, added = rows[change.start(1):change.end(1)], rows[change.start(2):change.end(2)]
         for before, after in zip(removed, added):
-            before["parts"], after["parts"] = marked_parts(before["parts"][0][0], after["parts"][0][0])
+            old, new = before["parts"][0][0], after["parts"][0][0]
+            if fine > 0 and max(len(old), len(new)) <= FINE_CHARS:
+                fine -= 1
+                before["parts"], after["parts"] = marked_parts(old, new)
+            else:
+                before["parts"], after["parts"] = marked_ends(old, new)
     return rows
+
+
+def marked_ends(old: str, new: str) -> tuple:
+    """``old`` and ``new`` split into their common start, the differing middle (marked) and their common
+    end; linear in their length."""
+    start = len(os.path.commonprefix([old, new]))
+    end = len(os.path.commonprefix([old[start:][::-1], new[start:][::-1]]))
+    return runs(old, start, len(old) - end), runs(new, start, len(new) - end)
+
+
+def runs(text: str, start: int, end: int) -> List[tuple]:
+    """``text`` as ``(text, differs)`` runs: ``[start:end]`` marked, the rest not; no empty run."""
+    parts = [(text[:start], False), (text[start:end], True), (text[end:], False)]
+    return [part for part in parts if part[0]]
 
 
 def marked_parts(old: str, new: str) -> tuple:
