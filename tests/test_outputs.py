@@ -183,6 +183,11 @@ MASK_CASES = [
     ("on 2024-01-02", "on 2023-05-06", "off 2023-05-06"),
     ("at 03:04:05", "at 11:12:13", "by 11:12:13"),
     ("datetime.datetime(2024, 1, 2, 3, 4, 5)", "datetime.datetime(2023, 5, 6, 7, 8, 9)", "datetime.date(2023, 5, 6)"),
+    ("start datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)",
+     "start datetime.datetime(2023, 5, 6, 7, 8, 9, tzinfo=zoneinfo.ZoneInfo(key='Europe/Paris'))",
+     "stop datetime.datetime(2023, 5, 6, 7, 8, 9, tzinfo=zoneinfo.ZoneInfo(key='Europe/Paris'))"),
+    ("datetime.time(3, 4, tzinfo=datetime.timezone(datetime.timedelta(seconds=3600)), fold=1) ok",
+     "datetime.time(5, 6, tzinfo=<UTC>) ok", "datetime.time(5, 6, tzinfo=<UTC>) not ok"),
     ("id 3f2b8c1e-1d2a-4c3b-9e8f-0123456789ab", "id 00000000-1111-4222-8333-444444444444",
      "key 00000000-1111-4222-8333-444444444444"),
     ("\x1b[31mred\x1b[0m", "red", "\x1b[31mblue\x1b[0m"),
@@ -224,6 +229,19 @@ def test_nbval_sanitize_file_and_settings_file_masks(project):
     assert sanitized.result("a.ipynb")["status"] == "passed"
     [difference] = check(sanitized.result("b.ipynb"))["differences"]
     assert (difference["expected"], difference["actual"]) == ("N rows in 0.5 s\n", "N rows in 0.25 s\n")
+
+
+def test_sanitize_file_masks_that_backtrack_forever_fail_their_notebook_only(project):
+    commit(project.root, "slow.ipynb", cell("print('a' * 40 + '!')", stdout("x\n")))
+    commit(project.root, "plain.ipynb", cell("1 + 1", new_output("execute_result", data={"text/plain": "2"},
+                                                                 execution_count=1)))
+    (project.root / "sanitize.cfg").write_text("[slow]\nregex: (a+)+$\nreplace: A\n")
+    run = project.run("run", "--check-outputs", "warn", "--nbval-sanitize-with", "sanitize.cfg")
+    assert run.code == 1
+    slow = run.result("slow.ipynb")
+    assert (slow["status"], slow["error"]["ename"]) == ("failed", "OutputMasksTooSlow")
+    assert "--nbval-sanitize-with" in slow["error"]["evalue"]
+    assert run.result("plain.ipynb")["status"] == "passed"
 
 
 def test_a_mask_that_is_not_a_regular_expression_is_a_usage_error(project):

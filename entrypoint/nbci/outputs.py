@@ -8,9 +8,9 @@ metadata, execution counts and widget ids never. nbval's markers apply with its 
 comment in the source wins over a tag). Images are compared only with an ``image_tolerance``,
 decoded to pixels. Masks (``DEFAULT_MASKS``, then the user's) are applied to both sides first.
 
-A settings file's masks are the repository's regular expressions, which a pull request can make
-backtrack for hours: work that uses them runs in a child process (``isolated``) killed after
-``MASK_SECONDS``.
+The masks of a settings file or an nbval sanitize file are the repository's regular expressions,
+which a pull request can make backtrack for hours: work that uses them runs in a child process
+(``bounded``, then ``isolated``) killed after ``MASK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import base64
 import binascii
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -73,7 +74,8 @@ DEFAULT_MASKS = (
     Mask(r"<Figure size \d+(?:\.\d+)?x\d+(?:\.\d+)? with (\d+) Axes>", r"<Figure size WxH with \1 Axes>",
          "matplotlib figure sizes"),
     Mask(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "UUID", "UUIDs"),
-    Mask(r"\bdatetime\.(datetime|date|time)\([0-9, ]*\)", r"datetime.\1(...)", "datetime reprs"),
+    Mask(r"\bdatetime\.(datetime|date|time)\([0-9, ]*(?:, *(?:fold=\d|tzinfo=(?:<[^<>\n]*>|[\w.]+"
+         r"(?:\((?:[^()\n]|\([^()\n]*\))*\))?)))*\)", r"datetime.\1(...)", "datetime reprs, time zones too"),
     Mask(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?\b", "DATETIME",
          "ISO date-times"),
     Mask(r"\b\d{4}-\d{2}-\d{2}\b", "DATE", "ISO dates"),
@@ -116,7 +118,8 @@ def isolated(function: str, environ: Mapping[str, str], committed: Any, executed
                                env={**environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     except subprocess.TimeoutExpired:
         raise MasksTooSlow(f"the output masks took over {MASK_SECONDS:g} s on this notebook's outputs: "
-                           "simplify the regular expressions in the settings file's output-masks") from None
+                           "simplify the regular expressions of the settings file's output-masks "
+                           "and of the --nbval-sanitize-with file") from None
     if child.returncode != 0:
         raise RuntimeError(f"comparing outputs failed: {child.stderr.strip()[-500:]}")
     answer = json.loads(child.stdout)
@@ -127,7 +130,7 @@ def main() -> None:
     """The child of ``isolated``: one call read from stdin, its answer written to stdout as JSON."""
     request = json.loads(sys.stdin.read())
     committed, executed, options, *more = request["args"]
-    function = {"check_outputs": check_outputs, "updated_source": updated_source}[request["function"]]
+    function = {"check_outputs": compare_outputs, "updated_source": source_with_outputs}[request["function"]]
     answer = function(committed, executed, CheckOptions.from_json(options), *more)
     sys.stdout.write(json.dumps(asdict(answer) if isinstance(answer, OutputCheck) else answer))
 
@@ -187,8 +190,25 @@ def read_sanitize_file(path: Path) -> Tuple[Mask, ...]:
     return tuple(check_mask(pattern, replace, f"--nbval-sanitize-with {path}") for pattern, replace in pairs)
 
 
+def bounded(function: str, committed: Any, executed: Any, options: CheckOptions, *more: Any) -> Any:
+    """``function`` here when ``options`` hold only nbci's own masks, else in a child process (``isolated``):
+    the repository's masks, from a settings file or a sanitize file alike, never run unbounded here."""
+    if not options.masks:
+        return {"check_outputs": compare_outputs, "updated_source": source_with_outputs}[function](
+            committed, executed, options, *more)
+    from nbci.kernels import without_runner_files  # the child needs none of the kernel machinery
+
+    return isolated(function, without_runner_files(os.environ), committed, executed, options, *more)
+
+
 def check_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[str, Any]],
                   options: CheckOptions) -> OutputCheck:
+    """``compare_outputs``, bounded in time when the repository gave masks (``MasksTooSlow``)."""
+    return bounded("check_outputs", committed, executed, options)
+
+
+def compare_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[str, Any]],
+                    options: CheckOptions) -> OutputCheck:
     """Compare each code cell of ``executed`` with the same cell of ``committed`` (index for index)."""
     check = OutputCheck(options.mode)
     if not any(cell.get("outputs") for cell in committed if cell.get("cell_type") == "code"):
@@ -380,6 +400,12 @@ def committed_cells(cells: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 def updated_source(text: str, executed: Sequence[Dict[str, Any]], options: CheckOptions,
                    injected_at: Optional[int] = None) -> Optional[str]:
+    """``source_with_outputs``, bounded in time when the repository gave masks (``MasksTooSlow``)."""
+    return bounded("updated_source", text, executed, options, injected_at)
+
+
+def source_with_outputs(text: str, executed: Sequence[Dict[str, Any]], options: CheckOptions,
+                        injected_at: Optional[int] = None) -> Optional[str]:
     """The ``.ipynb`` file ``text`` with each code cell that ran now and whose outputs differ (masked,
     images byte for byte unless ``options`` give a tolerance) given its fresh outputs and count, everything
     else as it was (key order, indentation, ids, metadata, the last newline); None when no cell changed,
