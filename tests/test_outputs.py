@@ -217,6 +217,22 @@ def test_each_default_mask_removes_its_noise_and_hides_no_real_difference(projec
     assert sorted(differing(unmasked)) == list(range(2 * len(MASK_CASES)))
 
 
+def test_a_moved_date_hidden_by_the_default_masks_is_found_by_the_readmes_run_of_its_own(project):
+    commit(project.root, "calendar/due.ipynb", cell("print('due 2024-01-03')", stdout("due 2024-01-02\n")))
+    commit(project.root, "a.ipynb", cell("print('same')", stdout("same\n")))
+    (project.root / ".nbci.yml").write_text('notebooks:\n  - glob: "calendar/*.ipynb"\n    check-outputs: off\n')
+    (project.root / ".nbci-calendar.yml").write_text("defaults:\n  check-outputs: fail\n")
+    masked = project.run("run", "--check-outputs", "fail", "--config", ".nbci-calendar.yml")
+    assert masked.result("calendar/due.ipynb")["status"] == "passed"  # the caveat: the date mask hides it
+    main = project.run("run", "--check-outputs", "fail")
+    assert main.code == 0 and main.result("calendar/due.ipynb")["output_check"] is None
+    own = project.run("run", "--config", ".nbci-calendar.yml", "--check-outputs", "fail", "--default-masks", "false",
+                      "calendar/due.ipynb")
+    assert own.code == 1
+    [difference] = check(own.result("calendar/due.ipynb"))["differences"]
+    assert (difference["expected"], difference["actual"]) == ("due 2024-01-02\n", "due 2024-01-03\n")
+
+
 def test_nbval_sanitize_file_and_settings_file_masks(project):
     commit(project.root, "a.ipynb", cell("print('5 rows in 0.25 s')", stdout("3 rows in 0.5 s\n")))
     commit(project.root, "b.ipynb", cell("print('5 rows in 0.25 s')", stdout("3 rows in 0.5 s\n")))
@@ -357,6 +373,34 @@ def test_update_outputs_writes_only_the_changed_outputs(project):
     assert not after.endswith("\n")
     assert failing.read_bytes() == failing_before
     assert project.run("run", "--check-outputs", "fail", "a.ipynb").code == 0
+
+
+def test_update_outputs_keeps_another_tools_layout_and_string_sources(project):
+    path = commit(project.root, "a.ipynb", cell("print('new')\nx = {'k': [1]}", stdout("old\n")),
+                  cell("print('é same')", stdout("é same\n")))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["metadata"]["tool"] = {"float": 1.5, "empty": [], "none": {}}
+    for code in data["cells"]:
+        code["source"] = "".join(code["source"])  # one string, not nbformat's list of lines
+        code["outputs"][0] = {"text": "".join(code["outputs"][0]["text"]), "output_type": "stream", "name": "stdout"}
+    before = json.dumps({key: data[key] for key in ("nbformat", "nbformat_minor", "metadata", "cells")}, indent=2,
+                        ensure_ascii=False) + "\n"
+    path.write_text(before, encoding="utf-8")
+    assert project.run("run", "--update-outputs").code == 0
+    after = path.read_text(encoding="utf-8")
+    changed = [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    assert changed == ['-' + ' ' * 10 + '"text": "old\\n",', '+' + ' ' * 10 + '"text": "new\\n",']
+
+
+@pytest.mark.parametrize("layout", [{"indent": 1}, {"indent": 4}, {"indent": "\t"}, {"separators": (",", ":")}, {}])
+def test_a_notebook_file_is_written_back_in_its_own_json_layout(layout):
+    from nbci.outputs import json_like
+
+    data = {"cells": [{"source": "x", "outputs": [], "metadata": {}}], "metadata": {"é": 1.5}, "nbformat": 4}
+    for ending in ("", "\n"):
+        original = json.dumps(data, ensure_ascii=False, **layout) + ending
+        assert json_like(json.loads(original), original) == original
 
 
 def test_update_outputs_keeps_windows_line_ends_and_the_file_mode(project):

@@ -415,38 +415,74 @@ def source_with_outputs(text: str, executed: Sequence[Dict[str, Any]], options: 
     fresh = [cell for index, cell in enumerate(executed) if index != injected_at]
     if not isinstance(cells, list) or len(cells) != len(fresh):
         return None
-    masks, changed = compiled(options.all_masks), False
+    masks, changed, style = compiled(options.all_masks), False, output_style(cells)
     for cell, after in zip(cells, fresh):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code" or after.get("execution_count") is None:
             continue
         never_run = cell.get("execution_count") is None and not cell.get("outputs")
         if never_run or cell_differences(cell, after, masks, options.image_tolerance, images=True):
-            cell["outputs"], cell["execution_count"] = file_outputs(after.get("outputs") or []), after["execution_count"]
+            cell["outputs"], cell["execution_count"] = file_outputs(after.get("outputs") or [], style), \
+                after["execution_count"]
             changed = True
     return json_like(source, text) if changed else None
 
 
-def file_outputs(outputs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Outputs as nbformat writes them in a file: keys sorted, multi-line text as lists of lines."""
+@dataclass(frozen=True)
+class OutputStyle:
+    """How a notebook file writes its outputs: each output type's key order, texts as lists of lines or
+    as one string."""
+
+    key_orders: Mapping[str, Tuple[str, ...]]
+    lines: bool = True
+
+
+def output_style(cells: Sequence[Any]) -> OutputStyle:
+    """The style of the file's outputs: the first of each type gives its key order; the first text
+    (a stream's, a ``text/*`` value) says lists or strings, else the sources do (nbformat's: lists)."""
+    orders: Dict[str, Tuple[str, ...]] = {}
+    texts: List[Any] = []
+    for cell in cells:
+        for output in cell.get("outputs") or [] if isinstance(cell, dict) else []:
+            if isinstance(output, dict):
+                orders.setdefault(str(output.get("output_type")), tuple(output))
+                data = output.get("data") if isinstance(output.get("data"), dict) else {}
+                texts += [output.get("text")] + [value for key, value in data.items() if key.startswith("text/")]
+    texts += [cell.get("source") for cell in cells if isinstance(cell, dict)]
+    first = next((text for text in texts if isinstance(text, (str, list))), [])
+    return OutputStyle(orders, isinstance(first, list))
+
+
+def file_outputs(outputs: Sequence[Dict[str, Any]], style: OutputStyle = OutputStyle({})) -> List[Dict[str, Any]]:
+    """Outputs as the file writes them (``style``): keys in its order, else sorted; texts as lists of
+    lines (nbformat's way) or as strings."""
     from nbformat.v4.rwbase import _split_mimebundle
 
     written = []
     for output in json.loads(json.dumps(list(outputs), sort_keys=True, default=str)):
         if isinstance(output, dict) and isinstance(output.get("data"), dict):
-            output["data"] = dict(_split_mimebundle({key: as_text(value) if isinstance(value, list) else value
-                                                     for key, value in output["data"].items()}))
+            data = {key: as_text(value) if isinstance(value, list) else value for key, value in output["data"].items()}
+            output["data"] = dict(_split_mimebundle(data)) if style.lines else data
         elif isinstance(output, dict) and output.get("output_type") == "stream":
-            output["text"] = as_text(output.get("text", "")).splitlines(True)
-        written.append(output)
+            text = as_text(output.get("text", ""))
+            output["text"] = text.splitlines(True) if style.lines else text
+        written.append(in_order(output, style.key_orders.get(str(output.get("output_type")), ()))
+                       if isinstance(output, dict) else output)
     return written
+
+
+def in_order(output: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
+    """``output`` with the keys ``order`` names first, in that order, then the others as they were."""
+    return {**{key: output[key] for key in order if key in output}, **output}
 
 
 def json_like(data: Any, original: str) -> str:
     """``data`` as JSON formatted like ``original``: its indentation, escapes, line ends and last newline."""
     second = original.split("\n", 2)[1] if original.count("\n") > 1 else ""
-    indent = len(second) - len(second.lstrip(" ")) if second.strip() else None
+    indent = second[:len(second) - len(second.lstrip(" \t"))] if second.strip() else None
     ascii_only = original.isascii() and "\\u" in original
-    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only, separators=(",", ": ") if indent else None)
+    compact = indent is None and '":' in original and '": ' not in original  # one line without spaces
+    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only,
+                      separators=(",", ":") if compact else (",", ": ") if indent else None)
     text = text + "\n" if original.endswith("\n") else text
     return text.replace("\n", "\r\n") if "\r\n" in original else text  # JSON text holds no raw newline
 
