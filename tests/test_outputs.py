@@ -6,6 +6,7 @@ import base64
 import difflib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -493,3 +494,32 @@ def test_outputs_made_to_make_masks_backtrack_are_compared_in_linear_time(projec
     run = project.run("run", "--check-outputs", "warn")
     assert run.code == 0, run.stderr
     assert sorted(differing(run.result("a.ipynb"))) == [0, 1, 2]
+
+
+def test_write_source_replaces_only_the_unchanged_regular_file_it_read(tmp_path):
+    from nbci.outputs import SourceNotWritten, write_source
+
+    root, outside = tmp_path / "repo", tmp_path / "outside.ipynb"
+    (root / "sub").mkdir(parents=True)
+    outside.write_text("was")
+    path = root / "sub" / "a.ipynb"
+    path.write_text("was")
+    path.chmod(0o751)
+    write_source(root, "sub/a.ipynb", "was", "new \udc80")
+    assert path.read_text() == "new \\udc80" and path.stat().st_mode & 0o777 == 0o751
+    refused = {
+        "edited.ipynb": lambda p: p.write_text("edited after it was read"),
+        "out.ipynb": lambda p: p.symlink_to(outside),
+        "in.ipynb": lambda p: p.symlink_to(root / "sub" / "a.ipynb"),
+        "fifo.ipynb": lambda p: os.mkfifo(p),
+        "linked/a.ipynb": lambda p: p.parent.rmdir() or p.parent.symlink_to(tmp_path),
+    }
+    for name, make in refused.items():
+        target = root / name
+        target.parent.mkdir(exist_ok=True)
+        make(target)
+        with pytest.raises(SourceNotWritten, match="outputs not updated"):
+            write_source(root, name, "was", "new")
+    assert outside.read_text() == "was" and (root / "edited.ipynb").read_text() == "edited after it was read"
+    assert path.read_text() == "new \\udc80"
+    assert not [p for p in root.rglob("*") if p.name.endswith(".nbci-tmp")]

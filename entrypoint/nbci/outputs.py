@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -28,8 +29,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nbci.errors import ConfigError
+from nbci.files import NOFOLLOW, NONBLOCK, inside
 from nbci.results import OutputCheck, OutputDifference, cell_label
-from nbci.text import clip
+from nbci.text import clip, escape_surrogates
 
 MODES = ("off", "warn", "fail")
 SCOPES = ("all", "marked")  # marked: only cells marked check-output (nbval's --nbval-lax)
@@ -485,6 +487,63 @@ def json_like(data: Any, original: str) -> str:
                       separators=(",", ":") if compact else (",", ": ") if indent else None)
     text = text + "\n" if original.endswith("\n") else text
     return text.replace("\n", "\r\n") if "\r\n" in original else text  # JSON text holds no raw newline
+
+
+class SourceNotWritten(OSError):
+    """``write_source`` left the notebook as it was; the message says why and what to do."""
+
+
+def write_source(root: Path, relpath: str, was: str, text: str) -> None:
+    """``text`` written over ``root/relpath`` when that is still the regular file inside ``root`` that held
+    ``was`` (no link on its name, its folder's real path inside ``root``), through a temporary file in its
+    folder renamed over it, keeping its mode; else ``SourceNotWritten`` and nothing written."""
+    folder = Path(os.path.realpath(root / relpath)).parent if not (root / relpath).is_symlink() else None
+    if folder is None or not inside(folder, Path(os.path.realpath(root))):
+        raise SourceNotWritten("it is a link or leads outside the working directory; outputs not updated")
+    directory = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | NOFOLLOW)
+    try:
+        name = Path(relpath).name
+        info = read_back(directory, name, was, NOFOLLOW | NONBLOCK)
+        replace_in(directory, name, escape_surrogates(text).encode("utf-8"), info)
+    finally:
+        os.close(directory)
+
+
+def read_back(directory: int, name: str, was: str, flags: int) -> os.stat_result:
+    """The stat of ``name`` in ``directory``, a regular file (not a link) that still holds ``was``."""
+    try:
+        fd = os.open(name, os.O_RDONLY | flags, dir_fd=directory)
+    except OSError as exc:
+        raise SourceNotWritten(f"cannot open it now ({exc.strerror}): a link or gone; outputs not updated") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        expected = was.encode("utf-8", "surrogatepass")
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceNotWritten("it is not a regular file now; outputs not updated")
+        if handle.read(len(expected) + 1) != expected:
+            raise SourceNotWritten("changed during the run; outputs not updated; run again")
+    return info
+
+
+def replace_in(directory: int, name: str, data: bytes, info: os.stat_result) -> None:
+    """``data`` as ``name`` in ``directory`` through an exclusive temporary file, when ``name`` is still
+    the file ``info`` describes (device and inode)."""
+    temporary = f".{name[:100]}.{os.urandom(6).hex()}.nbci-tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600, dir_fd=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), stat.S_IMODE(info.st_mode))
+        now = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise SourceNotWritten("replaced during the run; outputs not updated; run again")
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        try:
+            os.unlink(temporary, dir_fd=directory)
+        except OSError:
+            pass
+        raise
 
 
 if __name__ == "__main__":
