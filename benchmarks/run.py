@@ -665,8 +665,11 @@ def check_lines(report: Report) -> List[str]:
     checked, unchecked = report.median_of("nbci-check"), report.median_of("nbci-outputs")
     if checked is None or unchecked is None:
         return []
+    pairs = [a / b for a, b in zip(*(m.seconds for n in ("nbci-check", "nbci-outputs")
+                                     for m in report.methods if m.name == n))]
     return [f"--check-outputs warn: {ratio(checked, unchecked)}x the run of the same notebooks unchecked "
-            f"({checked:.2f} s against {unchecked:.2f} s)."]
+            f"({checked:.2f} s against {unchecked:.2f} s, medians); per round "
+            f"{', '.join(f'{p:.2f}' for p in pairs)}, median {statistics.median(pairs):.2f}x."]
 
 
 def rss_lines(report: Report) -> List[str]:
@@ -763,7 +766,7 @@ def benchmark(args: argparse.Namespace) -> Report:
             kernel_starts.append(kernel_start_seconds())
             log(f"round {round_}/{args.repeat} (kernel start {kernel_starts[-1]:.2f} s, "
                 f"CPU probe {probes[-1]:.3f} s)")
-            for method in methods.values():
+            for method in round_order(list(methods.values()), round_):
                 ws = prepare_workspace(root / "source", root, f"{method.name}-{round_}", notebooks)
                 settle(args.quiet_wait)
                 outcomes.append(run_method(method, ws, env, round_, args.timeout))
@@ -771,6 +774,12 @@ def benchmark(args: argparse.Namespace) -> Report:
     summaries = [summarise(method, outcomes) for method in methods.values()]
     return Report(machine, args.repeat, args.scale, args.jobs, summaries,
                   choose_floor(cell_times, kernel_starts), kernel_starts, cell_times, probes)
+
+
+def round_order(methods: List[Method], round_: int) -> List[Method]:
+    """The methods in table order in odd rounds and reversed in even ones, so that none always runs
+    first (on a cold cache) or after the same neighbour."""
+    return methods if round_ % 2 else methods[::-1]
 
 
 def settle(max_wait: float) -> None:
