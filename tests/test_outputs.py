@@ -523,3 +523,15 @@ def test_write_source_replaces_only_the_unchanged_regular_file_it_read(tmp_path)
     assert outside.read_text() == "was" and (root / "edited.ipynb").read_text() == "edited after it was read"
     assert path.read_text() == "new \\udc80"
     assert not [p for p in root.rglob("*") if p.name.endswith(".nbci-tmp")]
+
+
+def test_a_masked_secret_at_a_diffs_cut_leaves_none_of_itself(project):
+    secret = "s3cr3t-" + "k" * 30
+    lines = "import os\nprint('x' * 3990 + ' ' + os.environ['DB_CONN'] + ' tail')"
+    commit(project.root, "a.ipynb", cell(lines, stdout("x\n")))
+    run = project.run("run", "--check-outputs", "warn", "--mask-env", "DB_CONN", env={"DB_CONN": secret})
+    [difference] = check(run.result("a.ipynb"))["differences"]
+    assert difference["actual"] == "x" * 3990 + " … [43 more characters]"
+    reports = [run.stdout, run.stderr] + [p.read_text(encoding="utf-8", errors="replace")
+                                          for p in run.output_dir.rglob("*") if p.is_file()]
+    assert [report for report in reports if secret[:5] in report] == []

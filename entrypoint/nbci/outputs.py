@@ -227,12 +227,20 @@ def compare_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict
         check.compared += 1
         name = cell_label(index, code_cell)
         for output, kind, expected, actual in cell_differences(before, after, masks, options.image_tolerance):
-            check.differences.append(OutputDifference(index, name, output, kind, clip(expected, DIFF_CHARS),
-                                                      clip(actual, DIFF_CHARS)))
+            check.differences.append(OutputDifference(index, name, output, kind, clip_words(expected, DIFF_CHARS),
+                                                      clip_words(actual, DIFF_CHARS)))
     if len(check.differences) > MAX_DIFFERENCES:
         check.note = f"{len(check.differences) - MAX_DIFFERENCES} more differing outputs not listed"
         del check.differences[MAX_DIFFERENCES:]
     return check
+
+
+def clip_words(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters after a whitespace, never inside a word: secrets are
+    masked in the result after this cut, and a masked value's first half would not be."""
+    if len(text) <= limit or text[limit].isspace():
+        return clip(text, limit)
+    return clip(text, max((text.rfind(space, 0, limit) for space in " \t\n\r\f\v"), default=-1) + 1)
 
 
 def compared(before: Dict[str, Any], after: Dict[str, Any], scope: str) -> bool:
