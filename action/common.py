@@ -30,14 +30,24 @@ def venv_executable(venv: Path, name: str) -> Path:
     return venv / "bin" / name
 
 
+REASON_LINES = 5  # the last lines of a failed command's error output that its annotation quotes
+
+
 def run(command: List[object], env: Optional[Mapping[str, str]] = None, cwd: Optional[Path] = None) -> None:
-    """Run a command with its output in the log; raise ``StepError`` when it fails."""
+    """Run a command with its output in the log; raise ``StepError`` with its last error lines when it fails."""
     args = [str(part) for part in command]
     print("+ " + (f"(cd {cwd}) " if cwd else "") + " ".join(args), flush=True)
     try:
-        subprocess.run(args, check=True, env=env, cwd=cwd)
-    except (OSError, subprocess.CalledProcessError) as exc:
+        proc = subprocess.run(args, env=env, cwd=cwd, stderr=subprocess.PIPE)
+    except OSError as exc:
         raise StepError(f"{Path(args[0]).name} failed: {exc}") from None
+    errors = proc.stderr.decode("utf-8", "replace")
+    sys.stdout.flush()
+    sys.stderr.write("".join(wc.no_command(line) for line in errors.splitlines(keepends=True)))  # no commands
+    sys.stderr.flush()
+    if proc.returncode != 0:
+        reason = [line.strip() for line in errors.splitlines() if line.strip()][-REASON_LINES:]
+        raise StepError("\n".join([f"{Path(args[0]).name} failed (exit code {proc.returncode})", *reason]))
 
 
 def main(title: str, body: Callable[[Mapping[str, str]], Mapping[str, str]],

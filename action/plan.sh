@@ -2,9 +2,21 @@
 # Decide how the action sets up the notebooks' environment, before any Python is installed
 # (so: bash, not Python). Reads the action's inputs from INPUT_* variables, checks them, and
 # writes the step outputs the later steps' `if:` and `with:` use:
-#   setup             python | conda | none ('auto' resolved: conda when the environment file exists)
+#   setup             python | conda | pixi | none ('auto' resolved by action/detect.sh, in repo2docker's
+#                     order, unless environment-file or requirements name a file other than the default)
+#   install           setup: python: what fills the environment: requirements, uv-sync (uv.lock),
+#                     project (pip install .) or none; none with other setups
+#   project-dir       install uv-sync or project: the folder of the project's pyproject.toml/setup.py
+#   python-version    the python-version input, else runtime.txt's (setup: auto), else 3.12
 #   requirements      the requirements file, relative to the workspace, when it exists; else empty
 #   environment-file  the conda environment file, relative to the workspace (setup: conda only)
+#   conda-installer   miniconda | micromamba
+#   env-python        setup: pixi: the pixi environment's Python; else empty
+#   pixi-manifest, pixi-locked, pixi-environment
+#                     setup: pixi: the manifest, whether pixi.lock is beside it, the environment's name
+#   apt-file, post-build
+#                     setup: auto: apt.txt (relative to the workspace) and postBuild (absolute) when
+#                     the repository has them; else empty
 #   pip-cache         'pip' when setup-python should cache pip's downloads; else empty
 #   uv-cache-dir      where uv keeps its cache when the action caches it; else empty
 #   cache-key         a key for the dependency caches: the files that decide their content, hashed
@@ -133,13 +145,71 @@ elif [ -n "$shard" ]; then
 fi
 
 setup=${INPUT_SETUP:-auto}
+# What setup: auto found (action/detect.sh), and how setup: python fills its environment:
+#   requirements (the requirements file), uv-sync (uv.lock), project (pip install .), or nothing.
+layout=""
+deciding_file=""
+install=requirements
+project_dir=""
+runtime=""
+apt_file=""
+post_build=""
+pixi_manifest=""
+pixi_lock=""
 if [ "$setup" = auto ]; then
-  if [ -n "$environment_file" ] && [ -f "$environment_file" ]; then setup=conda; else setup=python; fi
+  if [ "${INPUT_ENVIRONMENT_FILE-environment.yml}" != environment.yml ] && [ -n "$environment_file" ] && [ -f "$environment_file" ]; then
+    setup=conda layout=conda deciding_file=$environment_file  # named explicitly: it wins
+  elif [ "${INPUT_REQUIREMENTS-requirements.txt}" != requirements.txt ] && [ -n "$requirements" ] && [ -f "$requirements" ]; then
+    setup=python layout=requirements deciding_file=$requirements
+  else
+    skip=()  # an input set empty turns its layout off
+    [ -n "$environment_file" ] || skip+=(conda)
+    [ -n "$requirements" ] || skip+=(requirements)
+    detected=$(bash "${GITHUB_ACTION_PATH:?}/action/detect.sh" "$workdir" ${skip[@]+"${skip[@]}"}) || fail "${detected#error=}"
+    while IFS= read -r line; do
+      case $line in
+        layout=*) layout=${line#*=} ;;
+        file=*) deciding_file=${line#*=} ;;
+        lock=*) pixi_lock=${line#*=} ;;
+        runtime=*) runtime=${line#*=} ;;
+        apt=*) apt_file=${line#*=} ;;
+        post-build=*) post_build=${line#*=} ;;
+      esac
+    done <<< "$detected"
+    # postBuild runs from the working directory: its absolute path
+    [ -z "$post_build" ] || post_build="$(cd "$(dirname "$post_build")" && pwd)/postBuild"
+    setup=python
+    case $layout in
+      conda) setup=conda environment_file=$deciding_file ;;
+      pixi) setup=pixi pixi_manifest=$deciding_file ;;
+      uv) install=uv-sync project_dir=$(dirname "$deciding_file") ;;
+      requirements) requirements=$deciding_file ;;
+      project) install=project project_dir=$(dirname "$deciding_file") ;;
+      none) install=none ;;
+    esac
+  fi
 fi
 case $setup in
-  python | conda | none) ;;
-  *) fail "setup must be auto, python, conda or none, not '$setup'" ;;
+  python | conda | pixi | none) ;;
+  *) fail "setup must be auto, python, conda, pixi or none, not '$setup'" ;;
 esac
+[ "$setup" = python ] || install=none
+conda_installer=${INPUT_CONDA_INSTALLER:-miniconda}
+case $conda_installer in
+  miniconda | micromamba) ;;
+  *) fail "conda-installer must be miniconda or micromamba, not '$conda_installer'" ;;
+esac
+python_version=${INPUT_PYTHON_VERSION:-${runtime:-3.12}}
+one_line python-version "$python_version"
+pixi_environment=${INPUT_PIXI_ENVIRONMENT:-default}
+[[ $pixi_environment =~ ^[a-z0-9-]+$ ]] ||
+  fail "pixi-environment must be a pixi environment name (lowercase letters, digits, -), not '$pixi_environment'"
+names() {  # extras or dependency groups: names separated by spaces, nothing that could be an option
+  [[ ${2-} =~ ^[[:space:]]*([A-Za-z0-9][A-Za-z0-9._-]*[[:space:]]*)*$ ]] ||
+    fail "$1 must be names separated by spaces (letters, digits, . _ -), not '${2-}'"
+}
+names extras "${INPUT_EXTRAS-}"
+names dependency-groups "${INPUT_DEPENDENCY_GROUPS-}"
 installer=${INPUT_INSTALLER:-uv}
 case $installer in
   uv | pip) ;;
@@ -150,6 +220,7 @@ if [ "$setup" = conda ] && { [ -z "$environment_file" ] || [ ! -f "$environment_
   fail "setup: conda needs an environment file, and '$environment_file' does not exist (set environment-file)"
 fi
 [ -n "$requirements" ] && [ -f "$requirements" ] || requirements=""
+[ "$install" = requirements ] || requirements=""
 [ "$setup" = conda ] || environment_file=""
 
 pip_cache=""
@@ -212,19 +283,30 @@ if [ "$mode" = run ] && [ "$setup" = python ]; then
   python_env_python="$python_env/bin/python"
   [ "${RUNNER_OS:-}" != Windows ] || python_env_python="$python_env/Scripts/python.exe"
 fi
-[ "$mode" != run ] || [ "$setup" != conda ] || conda_env="${RUNNER_TEMP:?}/nbci-conda-env"
+if [ "$mode" = run ] && [ "$setup" = conda ]; then
+  # micromamba keeps named environments under its root: the action names its own root
+  conda_env="${RUNNER_TEMP:?}/nbci-conda-env"
+  [ "$conda_installer" = miniconda ] || conda_env="${RUNNER_TEMP:?}/nbci-micromamba/envs/nbci-conda-env"
+fi
+env_python=""  # setup: pixi: the Python of the pixi environment (setup-pixi installs it beside the manifest)
+if [ "$mode" = run ] && [ "$setup" = pixi ]; then
+  env_python="$(cd "$(dirname "$pixi_manifest")" && pwd)/.pixi/envs/$pixi_environment/bin/python"
+fi
 # Restoring a built environment beats installing it from pip's cache (0.61x, benchmarks/install.py)
 # and skips conda's solve; uv installs from its own cache as fast as an environment unpacks (1.03x).
 if [ "$cache" = true ] && { [ -n "$conda_env" ] || { [ -n "$python_env" ] && [ "$installer" = pip ]; }; }; then
   dependency_files=()
   [ -z "$requirements" ] || dependency_files+=("$requirements")
   [ -z "$environment_file" ] || dependency_files+=("$environment_file")
+  [ -z "$project_dir" ] || dependency_files+=("$deciding_file")
   env_key="$setup-$installer-$(file_hash "${dependency_files[@]}")-$(date -u +%G-W%V)"
 fi
 
 key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
 [ -z "$requirements" ] || key_files+=("$requirements")
 [ -z "$environment_file" ] || key_files+=("$environment_file")
+[ -z "$deciding_file" ] || [ "$deciding_file" = "$requirements" ] || [ "$deciding_file" = "$environment_file" ] ||
+  key_files+=("$deciding_file")
 
 {
   echo "setup=$setup"
@@ -236,6 +318,16 @@ key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
   echo "python-env=$python_env"
   echo "python-env-python=$python_env_python"
   echo "conda-env=$conda_env"
+  echo "conda-installer=$conda_installer"
+  echo "python-version=$python_version"
+  echo "install=$install"
+  echo "project-dir=$project_dir"
+  echo "env-python=$env_python"
+  echo "pixi-manifest=$pixi_manifest"
+  echo "pixi-locked=$([ -n "$pixi_lock" ] && echo true || echo false)"
+  echo "pixi-environment=$pixi_environment"
+  echo "apt-file=$apt_file"
+  echo "post-build=$post_build"
   echo "env-key=$env_key"
   echo "exec-cache-dir=$exec_cache_dir"
   echo "exec-key=$exec_key"
@@ -252,4 +344,16 @@ key_files=("${GITHUB_ACTION_PATH:?}/pyproject.toml")
   echo "durations-prefix=$durations_prefix"
   echo "durations-save-key=$durations_save_key"
 } >> "${GITHUB_OUTPUT:?}"
+case $layout in
+  "") ;;
+  none) echo "notebook-ci: nothing in ${workdir} declared an environment (no binder/, environment.yml, pixi.toml, uv.lock, requirements.txt, pyproject.toml or setup.py): Python $python_version with ipykernel alone" ;;
+  conda) echo "notebook-ci: setup: auto chose conda (the environment from $deciding_file)" ;;
+  pixi) echo "notebook-ci: setup: auto chose pixi (the $pixi_environment environment of $deciding_file${pixi_lock:+, locked by $pixi_lock})" ;;
+  uv) echo "notebook-ci: setup: auto chose uv (uv sync --locked, from $deciding_file)" ;;
+  requirements) echo "notebook-ci: setup: auto chose python (the requirements in $deciding_file)" ;;
+  project) echo "notebook-ci: setup: auto chose python (pip install . of the project in $deciding_file)" ;;
+esac
+[ -z "$runtime" ] || [ -n "${INPUT_PYTHON_VERSION:-}" ] || echo "notebook-ci: python-version $python_version from runtime.txt"
+[ -z "$apt_file" ] || echo "notebook-ci: $apt_file lists Debian packages: apt-get installs them"
+[ -z "$post_build" ] || echo "notebook-ci: $post_build runs after the environment is built"
 echo "notebook-ci: mode=$mode${shard:+ shard=$shard} setup=$setup installer=$installer requirements=${requirements:-none} cache=$cache"

@@ -13,7 +13,7 @@ Environment:
   NBCI_INSTALLER      ``uv`` (default) or ``pip``
   NBCI_UV_CACHE_DIR   uv's cache folder when the action caches it (optional)
   NBCI_TEXT_NOTEBOOKS ``true``: also install jupytext, for text notebooks (``requirements-text.txt``)
-Outputs: ``nbci`` (the engine's executable), ``uv`` (a uv executable; empty with pip).
+Outputs: ``nbci`` (the engine's executable), ``uv`` (a uv executable: the one on PATH, else the engine's).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
         run(command, env=uv_environment(environ) if uv_on_path else None)
     nbci = venv_executable(venv, "nbci")
     run([nbci, "--version"])
-    uv = (Path(uv_on_path) if uv_on_path else venv_executable(venv, "uv")) if installer == "uv" else None
-    return {"nbci": str(nbci), "uv": str(uv) if uv else ""}
+    uv = Path(uv_on_path) if uv_on_path else venv_executable(venv, "uv")  # the lock has uv: uv.lock needs it
+    return {"nbci": str(nbci), "uv": str(uv)}
 
 
 def install_commands(python: Path, uv: Optional[Path], action_path: Path, lock: Path = LOCK) -> List[List[object]]:

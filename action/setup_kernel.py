@@ -6,8 +6,19 @@ ipykernel with conda when the environment lacks it; ``setup: none`` changes noth
 ipykernel to be there. The kernelspec goes under its own prefix, found through ``JUPYTER_PATH``,
 so every notebook runs on this Python whatever kernel name its metadata carries.
 
+``setup: python`` fills the environment as NBCI_INSTALL says: the requirements file, ``uv sync
+--locked`` of a project with ``uv.lock`` (a lock that no longer matches pyproject.toml fails with
+uv's reason), or ``pip install .`` of a project; ``setup: pixi`` uses the pixi environment as
+setup-pixi built it. An environment without ipykernel (setup: none, in a container, or pixi) fails
+with what to add.
+
 Environment:
-  NBCI_SETUP          python | conda | none
+  NBCI_SETUP          python | conda | pixi | none
+  NBCI_INSTALL        setup: python: requirements | uv-sync | project | none (default: requirements)
+  NBCI_PROJECT_DIR    uv-sync and project: the project's folder
+  NBCI_EXTRAS, NBCI_DEPENDENCY_GROUPS
+                      uv-sync and project: extras and dependency groups to install, separated by spaces
+  NBCI_CONDA_INSTALLER miniconda | micromamba: which installs a missing ipykernel with setup: conda
   NBCI_ENV_RESTORED   ``true`` when the environment came whole from the action's cache: nothing to install
   NBCI_REQUIREMENTS   the requirements file (setup: python), or empty
   NBCI_INSTALLER      uv | pip; NBCI_UV is the uv executable, NBCI_UV_CACHE_DIR its cache
@@ -23,7 +34,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from common import StepError, main, required, run, uv_environment, wc
 
@@ -55,9 +66,10 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
         print(f"The environment was restored from the cache ({sys.prefix}): nothing to install.", flush=True)
         return
     if setup == "python":
-        # From the file's folder, so relative paths in it mean the same to pip and uv.
-        folder = Path(requirements).resolve().parent if requirements else None
-        packages = (["-r", Path(requirements).name] if requirements else []) + ["ipykernel"]
+        install = environ.get("NBCI_INSTALL") or "requirements"
+        if install == "uv-sync":
+            uv_sync(environ)
+        packages, folder = python_packages(environ, install, requirements)
         run(install_command(environ, packages), env=uv_environment(environ), cwd=folder)
         return
     if requirements:
@@ -67,15 +79,61 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
     if has_ipykernel():
         return
     if setup == "conda":
-        conda = environ.get("CONDA_EXE") or shutil.which("conda")
-        if not conda:
-            raise StepError("setup: conda, but no conda executable was found (CONDA_EXE is not set)")
-        run([conda, "install", "--yes", "--prefix", sys.prefix, "ipykernel"])
+        run(conda_install(environ))
         return
+    if setup == "pixi":
+        raise StepError(f"ipykernel is not in the pixi environment of {sys.executable}: "
+                        "add it to the manifest (pixi add ipykernel) and commit pixi.toml and pixi.lock")
     raise StepError(
-        f"ipykernel is not installed for {sys.executable}: install it in that environment, "
+        f"ipykernel is not installed for {sys.executable}: install it in that environment "
+        "(in a job container: add `RUN python -m pip install ipykernel` to the image), "
         "or let the action set up Python (setup: python)"
     )
+
+
+def conda_install(environ: Mapping[str, str]) -> List[str]:
+    """The command that installs ipykernel into this conda environment, with conda or micromamba."""
+    if environ.get("NBCI_CONDA_INSTALLER") == "micromamba":
+        mamba = environ.get("MAMBA_EXE") or shutil.which("micromamba")
+        if not mamba:
+            raise StepError("conda-installer: micromamba, but no micromamba was found (MAMBA_EXE is not set)")
+        return [mamba, "install", "--yes", "--prefix", sys.prefix, "--channel", "conda-forge", "ipykernel"]
+    conda = environ.get("CONDA_EXE") or shutil.which("conda")
+    if not conda:
+        raise StepError("setup: conda, but no conda executable was found (CONDA_EXE is not set)")
+    return [conda, "install", "--yes", "--prefix", sys.prefix, "ipykernel"]
+
+
+def names(environ: Mapping[str, str], name: str) -> List[str]:
+    """A space-separated list input (extras, dependency groups)."""
+    return environ.get(name, "").split()
+
+
+def python_packages(environ: Mapping[str, str], install: str, requirements: str) -> Tuple[List[str], Optional[Path]]:
+    """What setup: python installs besides uv sync (pip arguments), and the folder to install from."""
+    if install == "project":
+        # From the project's folder, as repo2docker does: `pip install .` with the extras asked for.
+        extras = names(environ, "NBCI_EXTRAS")
+        project = "." + (f"[{','.join(extras)}]" if extras else "")
+        groups = [arg for group in names(environ, "NBCI_DEPENDENCY_GROUPS") for arg in ("--group", group)]
+        return [project, *groups, "ipykernel"], Path(required(environ, "NBCI_PROJECT_DIR")).resolve()
+    if install == "requirements" and requirements:
+        # From the file's folder, so relative paths in it mean the same to pip and uv.
+        return ["-r", Path(requirements).name, "ipykernel"], Path(requirements).resolve().parent
+    return ["ipykernel"], None
+
+
+def uv_sync(environ: Mapping[str, str]) -> None:
+    """Install the project's locked environment into this Python's environment, with uv."""
+    uv = environ.get("NBCI_UV") or shutil.which("uv")
+    if not uv:
+        raise StepError("uv.lock needs uv, and the engine step found none (NBCI_UV is not set)")
+    options = [arg for extra in names(environ, "NBCI_EXTRAS") for arg in ("--extra", extra)]
+    options += [arg for group in names(environ, "NBCI_DEPENDENCY_GROUPS") for arg in ("--group", group)]
+    # --locked: a uv.lock that no longer matches pyproject.toml is an error, not silently re-solved
+    env = {**uv_environment(environ), "UV_PROJECT_ENVIRONMENT": sys.prefix, "UV_PYTHON_DOWNLOADS": "never"}
+    run([uv, "sync", "--locked", "--python", sys.executable, *options], env=env,
+        cwd=Path(required(environ, "NBCI_PROJECT_DIR")).resolve())
 
 
 def register_kernel(environ: Mapping[str, str]) -> Dict[str, str]:

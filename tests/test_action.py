@@ -35,6 +35,8 @@ STANDINS = {
     "actions/cache": "cache",
     "actions/upload-artifact": "upload-artifact",
     "conda-incubator/setup-miniconda": "setup-miniconda",
+    "mamba-org/setup-micromamba": "setup-micromamba",
+    "prefix-dev/setup-pixi": "setup-pixi",
 }
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([\w.-]+)", re.MULTILINE)
 

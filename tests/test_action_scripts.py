@@ -67,6 +67,9 @@ def test_auto_is_python_without_an_environment_file(plan):
         "durations-dir": "", "durations-key": "", "durations-branch-prefix": "", "durations-prefix": "",
         "durations-save-key": "", "python-env": "/runner/temp/nbci-python-env", "python-env-python": "/runner/temp/nbci-python-env/bin/python",
         "conda-env": "", "env-key": "", "exec-cache-dir": "/runner/temp/nbci-execution-cache",
+        "conda-installer": "miniconda", "python-version": "3.12", "install": "none", "project-dir": "",
+        "env-python": "", "pixi-manifest": "", "pixi-locked": "false", "pixi-environment": "default",
+        "apt-file": "", "post-build": "",
         "exec-key": plan(setup="auto")["exec-key"], "exec-restore-keys": plan(setup="auto")["exec-restore-keys"],
     }
     assert plan(setup="auto")["uv-cache-dir"] == "/runner/temp/nbci-uv-cache"
@@ -131,7 +134,7 @@ def test_cache_key_follows_the_dependency_files(plan):
 
 @posix
 @pytest.mark.parametrize("inputs, message", [
-    ({"setup": "docker"}, "setup must be auto, python, conda or none, not 'docker'"),
+    ({"setup": "docker"}, "setup must be auto, python, conda, pixi or none, not 'docker'"),
     ({"installer": "poetry"}, "installer must be uv or pip, not 'poetry'"),
     ({"cache": "yes"}, "cache must be true or false, not 'yes'"),
     ({"working_directory": "nope"}, "working-directory 'nope' does not exist"),
@@ -160,6 +163,11 @@ def test_cache_key_follows_the_dependency_files(plan):
     ({"shard": "3/2"}, "shard must be I/N with 1 <= I <= N"),
     ({"shard": "0/2"}, "shard must be I/N with 1 <= I <= N"),
     ({"shard": "first"}, "not 'first'"),
+    ({"conda_installer": "mamba"}, "conda-installer must be miniconda or micromamba, not 'mamba'"),
+    ({"pixi_environment": "../x"}, "pixi-environment must be a pixi environment name"),
+    ({"extras": "--index-url=http://x"}, "extras must be names separated by spaces"),
+    ({"dependency_groups": "dev -e"}, "dependency-groups must be names separated by spaces"),
+    ({"python_version": "3.12\nsetup=none"}, "python-version must be one path without line breaks"),
 ])
 def test_bad_inputs_fail_with_an_annotation(plan, inputs, message):
     proc = plan.run(**inputs)

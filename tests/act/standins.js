@@ -115,6 +115,62 @@ exports.setupMiniconda = () => {
   setOutput("environment-file-was-patched", "false");
 };
 
+// mamba-org/setup-micromamba: $MAMBA_EXE, a script whose `shell hook` defines a `micromamba`
+// function that activates a venv (the environment, under the root's envs/) and whose `install`
+// pip-installs into it; exports MAMBA_EXE and MAMBA_ROOT_PREFIX as the action does.
+exports.setupMicromamba = () => {
+  const given = record("setup-micromamba", "main");
+  const file = given["environment-file"];
+  if (file && !fs.existsSync(file)) fail(`stand-in: environment-file ${file} does not exist`);
+  const root = given["micromamba-root-path"] || path.join(os.homedir(), "micromamba");
+  const name = given["environment-name"];
+  const prefix = name ? path.join(root, "envs", name) : "";
+  if (prefix) venv(prefix);
+  const bin = path.join(env("RUNNER_TEMP"), "micromamba-standin");
+  fs.mkdirSync(bin, { recursive: true, verbatimSymlinks: true });
+  const mamba = path.join(bin, "micromamba");
+  fs.writeFileSync(mamba, [
+    "#!/usr/bin/env bash",
+    "# stand-in: `shell hook` prints the activation function; `install -p P PKG...` pip-installs PKG into P",
+    'set -euo pipefail',
+    'echo "micromamba $*" >> "$NBCI_ACT_RECORD/micromamba-commands.txt"',
+    'if [ "$1" = shell ]; then',
+    "  cat <<'HOOK'",
+    'micromamba() {',
+    '  [ "$1" = activate ] || { "$MAMBA_EXE" "$@"; return; }',
+    '  [ -x "$2/bin/python" ] || { echo "stand-in micromamba: no environment at $2" >&2; return 1; }',
+    '  export CONDA_PREFIX="$2" PATH="$2/bin:$PATH"',
+    '}',
+    'HOOK',
+    '  exit 0',
+    'fi',
+    '[ "$1" = install ] || { echo "stand-in micromamba: only shell hook and install" >&2; exit 1; }',
+    'shift; prefix=""; pkgs=()',
+    'while [ $# -gt 0 ]; do case $1 in --prefix|-p) prefix=$2; shift 2;; --channel|-c) shift 2;; -*) shift;; *) pkgs+=("$1"); shift;; esac; done',
+    '"$prefix/bin/python" -m pip install --quiet "${pkgs[@]}"',
+    "",
+  ].join("\n"), { mode: 0o755 });
+  fs.appendFileSync(env("GITHUB_ENV"), `MAMBA_EXE=${mamba}\nMAMBA_ROOT_PREFIX=${root}\n`);
+  fs.appendFileSync(env("GITHUB_PATH"), bin + "\n");
+  setOutput("environment-path", prefix);
+};
+
+// prefix-dev/setup-pixi: `pixi install` of the manifest's environment, played by a venv with
+// ipykernel at .pixi/envs/<name> beside the manifest (where pixi puts it).
+exports.setupPixi = () => {
+  const given = record("setup-pixi", "main");
+  const manifest = given["manifest-path"] || "pixi.toml";
+  if (!fs.existsSync(manifest)) fail(`stand-in: manifest-path ${manifest} does not exist`);
+  if (given.locked === "true" && !fs.existsSync(path.join(path.dirname(manifest), "pixi.lock"))) {
+    fail("stand-in: locked: true, but there is no pixi.lock beside the manifest");
+  }
+  if (given["run-install"] === "false") return;
+  for (const name of (given.environments || "default").split(/\s+/).filter(Boolean)) {
+    const bin = venv(path.join(path.dirname(manifest), ".pixi", "envs", name));
+    childProcess.execFileSync(path.join(bin, "python"), ["-m", "pip", "install", "--quiet", "ipykernel"], { stdio: "inherit" });
+  }
+};
+
 // actions/cache: entries are folders under $NBCI_ACT_CACHE; restore by key, then restore-keys
 // prefixes (newest first); the post step saves when there was no exact hit. actions/cache/restore
 // and actions/cache/save are the same halves, recorded as stages "restore" and "save".

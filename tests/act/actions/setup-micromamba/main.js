@@ -1,0 +1,1 @@
+require(`${process.env.NBCI_ACT_DIR}/standins.js`).setupMicromamba();
