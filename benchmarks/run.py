@@ -43,7 +43,7 @@ import corpus  # noqa: E402  (a sibling module, found through the path set above
 
 VENV_PACKAGES = (
     "numpy", "pandas", "matplotlib", "ipykernel", "jupyter_client", "nbconvert",
-    "papermill", "nbmake", "pytest", "pytest-xdist", "psutil",
+    "papermill", "nbmake", "pytest", "pytest-xdist", "psutil", "coverage",
 )
 REPORTED_PACKAGES = (
     "nbci", "nbclient", "jupyter_client", "ipykernel", "nbconvert", "nbmake", "papermill",
@@ -276,6 +276,16 @@ def verify_nbci_html(ws: Workspace) -> Optional[str]:
     return verify_nbci(ws) or (None if pages == ws.notebooks + 1 else f"{pages} HTML files, {ws.notebooks + 1} expected")
 
 
+def verify_nbci_coverage(ws: Workspace) -> Optional[str]:
+    """As ``verify_nbci``, and every notebook's measurement was saved and the reports written."""
+    found = verify_nbci(ws)
+    if found or not (ws.output / "coverage.xml").is_file():
+        return found or "no coverage.xml"
+    notebooks = json.loads((ws.output / "results.json").read_text())["notebooks"]
+    incomplete = [nb["path"] for nb in notebooks if (nb.get("coverage") or {}).get("state") != "complete"]
+    return f"coverage not complete for {', '.join(incomplete)}" if incomplete else None
+
+
 def verify_nbci_check(ws: Workspace) -> Optional[str]:
     """Every notebook passed or changed (a changed one is a false alarm: nothing changed but the run)."""
     path = ws.output / "results.json"
@@ -315,6 +325,10 @@ def build_methods(jobs: int) -> Dict[str, Method]:
                lambda ws: ["env", "PYTHONHASHSEED=0", "nbci", "run", "--jobs", str(jobs), "--kernel-start", "fork",
                            "--output-dir", str(ws.output), "."],
                verify_nbci_forked),
+        Method("nbci-coverage", f"nbci run --jobs {jobs} --coverage --coverage-source numpy",
+               lambda ws: ["nbci", "run", "--jobs", str(jobs), "--coverage", "--coverage-source", "numpy",
+                           "--output-dir", str(ws.output), "."],
+               verify_nbci_coverage),
         Method("nbconvert", "jupyter nbconvert --execute (loop)",
                shell_loop('jupyter nbconvert --to notebook --execute "$nb" --output-dir "$1"'),
                verify_copies, executed_copies=True),

@@ -30,7 +30,7 @@ from nbci.report.workflow_commands import one_line
 from nbci.shard import MAX_SHARDS
 
 # repeatable: a list of items, split like the action's inputs
-LIST_OPTIONS = ("notebooks", "exclude", "cache_inputs", "mask_env")
+LIST_OPTIONS = ("notebooks", "exclude", "cache_inputs", "mask_env", "coverage_source")
 FILE_EXCLUDED = ("help", "version", "config", "parameter", "parameters_file", "parameters_yaml", "github")
 # Options that name files or folders, or overwrite sources, stay with whoever runs nbci (the command
 # line, the workflow): the settings file is part of the repository, which a pull request may change.
@@ -179,6 +179,18 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="replace this variable's value by *** in everything nbci writes (repeatable; "
                              "variables named like secrets, *_TOKEN, *_PASSWORD, ..., are masked anyway)")
     add_output_check_options(parser)
+    add_coverage_options(parser)
+
+
+def add_coverage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--coverage", type=boolean, nargs="?", const=True, default=False, metavar="BOOL",
+                        help="measure which of the repository's code the notebooks run (coverage.py in each "
+                             "kernel's environment); writes coverage.xml, coverage.json and coverage.data")
+    parser.add_argument("--coverage-source", action="append", default=[], metavar="PKG_OR_DIR",
+                        help="what --coverage measures (repeatable; default: coverage.py's own source setting, "
+                             "else the working directory)")
+    parser.add_argument("--coverage-fail-under", type=float, default=None, metavar="PERCENT",
+                        help="fail the run when the combined coverage is below PERCENT")
 
 
 def add_output_check_options(parser: argparse.ArgumentParser) -> None:

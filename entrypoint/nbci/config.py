@@ -74,6 +74,11 @@ class Config:
     sanitize_masks: Tuple[Mask, ...] = ()  # read from nbval_sanitize_with by validate()
     update_outputs: bool = False  # write fresh outputs back into passed and changed .ipynb sources
     mask_env: List[str] = field(default_factory=list)  # variables whose values are masked (nbci.masking)
+    coverage: bool = False  # measure the repository's code the kernels run (nbci.code_coverage)
+    coverage_source: List[str] = field(default_factory=list)  # folders or packages; none: coverage.py's config
+    coverage_fail_under: Optional[float] = None  # percent: a lower total fails the run
+    coverage_sources: Optional[Any] = None  # nbci.code_coverage.Sources, resolved by validate()
+    coverage_dir: Optional[Path] = None  # the run's temporary folder for the kernels' data files
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -130,7 +135,18 @@ class Config:
         for pattern in self.cache_inputs:
             check_cache_input(pattern, "--cache-inputs")
         check_env_names(self.mask_env, "--mask-env")
+        self.validate_coverage()
         return self
+
+    def validate_coverage(self) -> None:
+        """Check ``--coverage-fail-under`` and resolve what ``--coverage`` measures."""
+        fail_under = self.coverage_fail_under
+        if fail_under is not None and not 0 <= fail_under <= 100:
+            raise ConfigError(f"--coverage-fail-under must be a percentage from 0 to 100, not {fail_under:g}")
+        if self.coverage:
+            from nbci.code_coverage import resolve_sources
+
+            self.coverage_sources = resolve_sources(self.root, self.coverage_source)
 
     def validate_output_checks(self) -> None:
         """Check the ``--check-outputs`` family and ``--update-outputs``; read the sanitize file."""

@@ -26,6 +26,7 @@ from nbformat import NotebookNode
 
 from nbci import results as st
 from nbci.cache import recorder_code
+from nbci.code_coverage import FINISH_EXPRESSION
 from nbci.errors import InvalidNotebook, NotANotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
 from nbci.iopub import RESET_ID, STREAM_CAP  # STREAM_CAP: characters of stream output kept per cell
@@ -42,6 +43,8 @@ UNREADABLE_OUTPUT = "UnreadableOutput"  # the ename of a cell whose output nbci 
 MAX_LEFT_OUT_WARNINGS = 10  # warnings about outputs left out, per notebook; the rest are counted
 NOTEBOOK_OUTPUT_CAP = 100 * 2**20  # characters of output kept per notebook, nbci's limit for a notebook's size
 DEFAULT_KERNEL = "python3"
+FINISH_SECONDS = 20  # for a kernel to stop and save its --coverage measurement, retries included
+FINISH_TRIES = 3  # requests to stop and save, while the kernel aborts them after an interrupted cell
 
 
 class NotebookExit(Exception):
@@ -194,6 +197,8 @@ class Watch:
     reads: Optional[Dict[str, Any]] = None  # what the kernel looked at (nbci.recorder), for the execution cache
     warnings: List[str] = field(default_factory=list)  # what was left out of the executed copy, one line each
     cells_run: int = 0  # code cells sent to the kernel (empty and frozen ones are not)
+    coverage_error: Optional[Dict[str, Any]] = None  # the reply's content when --coverage could not start
+    coverage_saved: bool = False  # --coverage: the kernel stopped and saved its measurement
 
     @property
     def elapsed(self) -> float:
@@ -204,9 +209,10 @@ class NbciClient(NotebookClient):
     """nbclient with a bounded copy of stream output and the running cell exposed."""
 
     def __init__(self, nb: NotebookNode, watch: Watch, record_reads: Optional[Path] = None, nbval: bool = False,
-                 **kw: Any) -> None:
+                 coverage: Optional[str] = None, **kw: Any) -> None:
         super().__init__(nb, **kw)
         self.watch = watch
+        self.coverage = coverage  # the silent request that starts --coverage measurement
         self.record_reads = record_reads  # record the files read below this folder (the execution cache)
         self.nbval = nbval  # honour nbval's NBVAL_SKIP and NBVAL_RAISES_EXCEPTION markers (--check-outputs)
         self.left_out = 0  # messages left out of the executed copy (the first few get a warning each)
@@ -293,6 +299,9 @@ class NbciClient(NotebookClient):
         info = await self.kc.kernel_info(reply=True, timeout=self.startup_timeout)
         if "language_info" in info["content"]:
             self.nb.metadata["language_info"] = info["content"]["language_info"]
+        if self.coverage is not None:
+            content = await self.silent(self.coverage)
+            self.watch.coverage_error = None if content.get("status") == "ok" else content
         if self.record_reads is not None:
             await self.silent(recorder_code(self.record_reads))
         for index, cell in enumerate(self.nb.cells):
@@ -328,6 +337,26 @@ class NbciClient(NotebookClient):
         except (KeyError, ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return None
         return report if isinstance(report, dict) else None
+
+    async def finish_coverage(self, kernel: Kernel, interrupt: bool) -> None:
+        """Stop and save the kernel's measurement (interrupting a cell that timed out first), within
+        ``FINISH_SECONDS`` in all; ``watch.coverage_saved`` says whether it was."""
+        if self.coverage is None or self.watch.coverage_error is not None:
+            return
+        try:
+            self.watch.coverage_saved = await asyncio.wait_for(self._save_coverage(kernel, interrupt), FINISH_SECONDS)
+        except Exception:  # a kernel that died or hangs keeps what its finished cells stored
+            self.watch.coverage_saved = False
+
+    async def _save_coverage(self, kernel: Kernel, interrupt: bool) -> bool:
+        if interrupt:  # the cell's error aborts what was queued behind it: ask again
+            await kernel.manager.interrupt_kernel()
+        for _ in range(FINISH_TRIES):
+            content = await self.silent("", {"saved": FINISH_EXPRESSION})
+            if content.get("status") != "aborted":
+                break
+        saved = content.get("user_expressions", {}).get("saved", {})
+        return saved.get("data", {}).get("text/plain") == "['saved']"
 
 
 def output_size(content: Any) -> int:
@@ -378,17 +407,21 @@ async def execute(
     is_cancelled: Callable[[], bool],
     record_reads: Optional[Path] = None,
     nbval: bool = False,
+    coverage: Optional[str] = None,
 ) -> Tuple[str, Optional[CellError]]:
     """Run ``nb`` (mutated in place) on ``kernel``; return its status and error, if any. With
     ``record_reads``, ``watch.reads`` gets the files the kernel read below that folder; with ``nbval``,
-    nbval's markers say which cells are skipped or may raise."""
+    nbval's markers say which cells are skipped or may raise; with ``coverage`` (``code_coverage.start_code``)
+    the kernel measures the code it runs."""
     client = NbciClient(
-        nb, watch, record_reads, nbval, km=kernel.manager, timeout=math.ceil(timeout) if timeout else None,
+        nb, watch, record_reads, nbval, coverage, km=kernel.manager, timeout=math.ceil(timeout) if timeout else None,
         allow_errors=allow_errors, resources={"metadata": {"path": str(cwd)}},
     )
     client.kc = kernel.client
     clear_outputs(nb)
     status, error = await run_notebook(client, nb, kernel, timeout, watch, is_cancelled)
+    if status not in (st.CRASHED, st.NOTEBOOK_TIMEOUT, st.CANCELLED) and kernel.returncode() is None:
+        await client.finish_coverage(kernel, interrupt=status == st.TIMEOUT)
     watch.cells_run = client.code_cells_executed
     if error is not None and error.cell_index is not None:
         error.code_cell = code_cell_number(nb, error.cell_index)

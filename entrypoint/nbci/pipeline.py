@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import tempfile
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
+from nbci.code_coverage import report as report_coverage
 from nbci.config import Config
 from nbci.discover import find
 from nbci.durations import expected_durations, run_order_durations
@@ -161,6 +165,8 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
         config.copy_names = copy_names(found)  # over every shard's notebooks, so that shards agree
         paths = narrow(config, found)
         prepare_output_dir(config, paths)
+        if config.coverage:
+            config.coverage_dir = Path(tempfile.mkdtemp(prefix="nbci-coverage-"))
         reporters = make_reporters(config, environ, log)
         scheduler = Scheduler(config, reporters)
         outcome = Outcome(RunResult([]))
@@ -174,6 +180,8 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
             outcome.run.shard = config.shard
             outcome.problems.extend(notebook_problems(outcome.run))
             write_reports(config, outcome, reporters)
+            if config.coverage_dir is not None:
+                shutil.rmtree(config.coverage_dir, ignore_errors=True)
         for problem in outcome.problems:
             print(f"nbci: error: {printable(one_line(problem))}", file=sys.stderr)
         return outcome.exit_code
@@ -217,8 +225,14 @@ def execute(config: Config, paths: Sequence[str], scheduler: Scheduler) -> RunRe
 def write_reports(config: Config, outcome: Outcome, reporters: Sequence[Reporter]) -> None:
     """results.json, JUnit and every reporter, each on its own: one failing never stops the others."""
     run = outcome.run
-    steps = [
-        ("results.json", lambda: write_atomic(config.output_dir / "results.json", results_json(run))),
+
+    def write_results() -> None:
+        write_atomic(config.output_dir / "results.json", results_json(run))
+
+    steps = [("the coverage report", lambda: outcome.problems.extend(report_coverage(config, run)))] \
+        if config.coverage else []
+    steps += [
+        ("results.json", write_results),
         ("the JUnit report", lambda: write_junit(config, run)),
     ] + [(getattr(r, "name", type(r).__name__), lambda r=r: r.run_finished(run, config)) for r in reporters]
     known = len(outcome.problems)
@@ -231,7 +245,7 @@ def write_reports(config: Config, outcome: Outcome, reporters: Sequence[Reporter
             outcome.problems.append(f"internal error in {name}: {describe(exc)}")
     if len(outcome.problems) > known:  # results.json must not say ok while a later report failed
         try:
-            steps[0][1]()
+            write_results()
         except Exception:  # already counted among the problems
             pass
 

@@ -141,6 +141,8 @@ class NotebookResult:
     output_check: Optional[OutputCheck] = None  # with --check-outputs: how its outputs compared
     cells_run: Optional[int] = None  # code cells its kernel ran (empty and frozen ones are not); None: not run
     masked: int = 0  # secret values replaced by *** in its executed copy and this result (nbci.masking)
+    coverage: Optional[Dict[str, Any]] = None  # with --coverage: state, note, lines run per file (nbci.code_coverage)
+    coverage_data: Optional[Dict[str, Any]] = None  # with --coverage: the lines it ran; not in results.json
 
     @property
     def ok(self) -> bool:
@@ -161,6 +163,12 @@ class NotebookResult:
 
     def to_json(self) -> Dict[str, Any]:
         return asdict(self)
+
+    def public_json(self) -> Dict[str, Any]:
+        """``to_json`` without what only nbci itself reads back (the lines behind ``coverage``)."""
+        data = self.to_json()
+        data.pop("coverage_data", None)
+        return data
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "NotebookResult":
@@ -185,11 +193,13 @@ class RunResult:
     helpers_cpu: Optional[float] = None  # CPU seconds of nbci's helper processes (kernels excluded), if any
     signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that cancelled the run, if one did
     problems: List[str] = field(default_factory=list)  # what nbci itself could not do, one line each
+    coverage: Optional[Dict[str, Any]] = None  # with --coverage: the combined total (nbci.code_coverage.Total)
 
     @property
     def ok(self) -> bool:
-        """Every notebook ok, and nbci itself neither cancelled nor failed anywhere."""
-        return not self.cancelled and not self.problems and all(nb.ok for nb in self.notebooks)
+        """Every notebook ok, coverage not below its threshold, and nbci itself neither cancelled nor failed."""
+        return not self.cancelled and not self.problems and all(nb.ok for nb in self.notebooks) \
+            and (self.coverage or {}).get("ok", True)
 
     @property
     def failures(self) -> List[NotebookResult]:
@@ -218,12 +228,14 @@ class RunResult:
         }
         if self.shard:
             summary["shard"] = self.shard
+        if self.coverage is not None:
+            summary["coverage"] = self.coverage
         return summary
 
     def to_json(self) -> Dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "notebooks": [nb.to_json() for nb in self.notebooks],
+            "notebooks": [nb.public_json() for nb in self.notebooks],
             "summary": self.summary(),
         }
 

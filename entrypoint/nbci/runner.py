@@ -28,6 +28,9 @@ from nbformat import NotebookNode
 
 from nbci import results as st
 from nbci.cache import Entry, ExecutionCache
+from nbci.code_coverage import (
+    COMPLETE, MISSING, PARTIAL, data_file_for, read_contribution, start_code, start_problem, summary_of,
+)
 from nbci.config import Config
 from nbci.execute import (
     InvalidNotebook, Watch, describe, execute, invalid_result, kernel_name, read_notebook,
@@ -94,6 +97,7 @@ class Prepared:
     reads: Optional[Dict[str, Any]] = None  # what the last attempt's kernel looked at (nbci.recorder), for the cache
     failure: Optional[Exception] = None  # what nbci raised while preparing it (the job's error)
     committed: Optional[List[Dict[str, Any]]] = None  # the cells as committed, for --check-outputs
+    coverage: Optional[Watch] = None  # the last attempt's watch, for how its --coverage measurement ended
 
 
 def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
@@ -283,6 +287,26 @@ class Runner:
             result.parameters = dict(prepared.settings.parameters)
         return result, nb
 
+    def _measured(self, prepared: Prepared, attempt: int, result: NotebookResult) -> None:
+        """Set the result's coverage from its final attempt's data file: complete, partial (the kernel was
+        stopped before it saved) or missing, with a warning saying why when it is not complete."""
+        watch, contributed = prepared.coverage, None
+        if watch is None or result.status == st.STARTUP_FAILED:
+            state, note = MISSING, "--coverage: no kernel ran it, so nothing was measured"
+        elif watch.coverage_error is not None:
+            state, note = MISSING, start_problem(watch.coverage_error, result.kernel or "")
+        else:
+            state, note = (COMPLETE, None) if watch.coverage_saved else (PARTIAL, (
+                f"--coverage: its kernel stopped before saving ({result.status}): lines run in the cell that was "
+                "running are not counted"))
+            try:
+                contributed = read_contribution(data_file_for(self.config.coverage_dir, prepared.job.index, attempt),
+                                                self.config.root)
+            except (OSError, ValueError) as exc:
+                state, note = MISSING, f"--coverage: its kernel's data could not be read ({describe(exc)}): not counted"
+        result.coverage, result.coverage_data = summary_of(contributed, state, note), contributed
+        result.warnings += [note] if note else []
+
     def _reuse(self, job: Job, entry: Entry) -> Tuple[NotebookResult, NotebookNode]:
         """The result a cache entry stands for, its executed copy written as a run would write it."""
         nb = nbformat.from_dict(entry.notebook)
@@ -292,6 +316,8 @@ class Runner:
                                 kernel=entry.result.get("kernel"), peak_rss=entry.result.get("peak_rss"),
                                 cached_from=entry.origin(), output_check=output_check)
         result.masked = int(entry.result.get("masked") or 0) + self._mask(nb, result)  # --mask-env may name more now
+        if self.config.coverage_dir is not None:  # the measurement stored with the entry (its key says --coverage)
+            result.coverage, result.coverage_data = entry.result.get("coverage"), entry.result.get("coverage_data")
         self._write_copy(job, nb, result)
         return result, nb
 
@@ -334,6 +360,8 @@ class Runner:
             if result.ok or self.cancelled or attempt > prepared.settings.retries \
                     or not is_transient(result, self.config.retry_on):
                 break
+        if self.config.coverage_dir is not None:  # only the final attempt's measurement counts
+            await asyncio.get_running_loop().run_in_executor(None, self._measured, prepared, attempt, result)
         if attempt > 1 and result.status == st.PASSED:
             result.status = st.FLAKY
         if result.error is not None:
@@ -351,12 +379,15 @@ class Runner:
         else:
             watch.started = time.monotonic()  # a notebook's own time (and its limit) starts with its kernel ready
             monitor = asyncio.ensure_future(self._monitor(job, kernel, watch, prepared.settings.notebook_timeout))
+            coverage = None if self.config.coverage_dir is None else start_code(
+                data_file_for(self.config.coverage_dir, job.index, attempt), self.config.coverage_sources, self.config.root)
             try:
                 status, error = await execute(nb, kernel, request.cwd, prepared.settings.timeout,
                                               prepared.settings.allow_errors, watch, lambda: self.cancelled,
                                               self.config.root if self.cache is not None else None,
-                                              nbval=prepared.committed is not None or self.config.update_outputs)
-                prepared.reads = watch.reads
+                                              nbval=prepared.committed is not None or self.config.update_outputs,
+                                              coverage=coverage)
+                prepared.reads, prepared.coverage = watch.reads, watch
             finally:
                 monitor.cancel()
                 self.pool.release(kernel)
@@ -475,6 +506,8 @@ def execution_cache(config: Config) -> Optional[ExecutionCache]:
     options = {"timeout": config.timeout, "notebook_timeout": config.notebook_timeout,
                "allow_errors": config.allow_errors, "memory_limit": config.memory_limit,
                "default_masks": config.default_masks, "sanitize_masks": config.sanitize_masks}
+    if config.coverage:  # a result kept with its measurement stands only for runs that measure the same
+        options["coverage"] = config.coverage_sources.portable(config.root)
     return ExecutionCache(config.cache_dir, config.root, config.cache_max_age, list(config.cache_inputs), options)
 
 

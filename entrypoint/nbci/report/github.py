@@ -41,6 +41,7 @@ from nbci.report import (Reporter, changed_count, changed_note, changes, diff_li
 from nbci.report import workflow_commands as wc
 from nbci.report.workflow_commands import CommandLog
 from nbci.text import clip as _clip, counted
+from nbci.code_coverage import closing_line
 from nbci.results import NO_CODE, NotebookResult, RunResult
 
 MAX_ERROR_ANNOTATIONS = 10
@@ -144,6 +145,7 @@ class GitHubReporter(Reporter):
 def step_outputs(run: RunResult, config: Config) -> List[Tuple[str, str]]:
     """The action's outputs, in the order the action documents them."""
     summary = run.summary()
+    coverage = [] if run.coverage is None else [("coverage", f"{run.coverage['percent']:.2f}")]  # with --coverage
     return [
         ("total", str(summary["total"])),
         ("passed", str(summary["passed"])),
@@ -153,7 +155,7 @@ def step_outputs(run: RunResult, config: Config) -> List[Tuple[str, str]]:
         ("output-dir", str(config.output_dir)),
         ("ok", json.dumps(run.ok)),
         ("problems", json.dumps(run.problems)),
-    ]
+    ] + coverage
 
 
 def failure_message(result: NotebookResult) -> str:
@@ -286,7 +288,8 @@ def _headline(run: RunResult) -> str:
         head = f"### ❌ nbci: {summary['failed']} of {counted(summary['total'], 'notebook')} did not pass{changed}"
     state = ", cancelled" if run.cancelled else ""
     problems = _fence(problems_text(run), "text") if run.problems else ""
-    return f"{head} ({run.duration:.1f} s{state})\n\n{problems}"
+    coverage = f"{_code(closing_line(run.coverage))}\n\n" if run.coverage is not None else ""
+    return f"{head} ({run.duration:.1f} s{state})\n\n{coverage}{problems}"
 
 
 def _row(result: NotebookResult) -> str:

@@ -31,6 +31,7 @@ from nbci.config import Config
 from nbci.files import ensure_folder, write_atomic
 from nbci.kernels import runner_files_hidden
 from nbci.report import Reporter, changed_count, changed_note, changes, masked_note, printable, problems_headline
+from nbci.code_coverage import closing_line
 from nbci.results import NotebookResult, OutputDifference, RunResult
 from nbci.text import clip, counted
 from nbci.text_notebooks import copy_name
@@ -266,6 +267,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
     body = "\n".join(index_row(nb, config, pages.get(nb.path), problems.get(nb.path)) for nb in rows)
     e = html.escape
     problems = "".join(f"<li>{e(clip(problem, 1000))}</li>" for problem in run.problems)
+    coverage = coverage_html(run)
     return printable(f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -281,6 +283,7 @@ def index_html(run: RunResult, config: Config, pages: Dict[str, Path], problems:
 <p class="meta">{e(counts)} &middot; {summary['duration']:.1f} s{' &middot; cancelled' if run.cancelled else ''}
  &middot; {e(when)}{github_links(environ)}</p>
 {f'<ul class="problems">{problems}</ul>' if problems else ""}
+{coverage}
 </header>
 <main>
 <table>
@@ -295,6 +298,15 @@ Pages show each notebook as run; they load nothing from the network and run no s
 </body>
 </html>
 """)
+
+
+def coverage_html(run: RunResult) -> str:
+    """The front page's coverage line, linking the coverage report; "" without ``--coverage``."""
+    if run.coverage is None:
+        return ""
+    line = html.escape(closing_line(run.coverage))
+    return f'<p class="meta"><a href="coverage/index.html">{line}</a></p>' if "html" in run.coverage.get("reports", {}) \
+        else f'<p class="meta">{line}</p>'
 
 
 def index_row(result: NotebookResult, config: Config, page: Optional[Path], problem: Optional[str]) -> str:

@@ -1,0 +1,211 @@
+"""``--coverage``: the lines of a small package the notebooks ran, measured in real kernels, equal what
+``coverage run`` of the same calls as a plain script reports, however the kernels were started."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from nbci.code_coverage import read_contribution
+from test_workflow_commands import parse_output_file
+
+pytest.importorskip("coverage")
+
+LIBRARY = '''def add(a, b):
+    return a + b
+
+
+def sub(a, b):
+    if a > b:
+        return a - b
+    return b - a
+
+
+def unused():
+    total = 0
+    for i in range(3):
+        total += i
+    return total
+'''
+IMPORT = "import sys; sys.path.insert(0, '..')\nimport mylib"
+CALLS = {"nbs/add.ipynb": ["mylib.add(1, 2)"], "nbs/sub.ipynb": ["mylib.sub(5, 3)", "x = 1"]}
+
+
+def make_project(project, calls: Dict[str, List[str]] = CALLS) -> None:
+    (project.root / "mylib").mkdir()
+    (project.root / "mylib" / "__init__.py").write_text(LIBRARY)
+    for path, cells in calls.items():
+        project.write(path, IMPORT, *cells)
+
+
+def script_coverage(project, calls: Dict[str, List[str]]) -> dict:
+    """``coverage run`` of every call as one plain script, as ``coverage json`` reports it."""
+    script = project.root / "script_calls.py"
+    lines = [line for cells in calls.values() for cell in cells for line in cell.splitlines() if "sleep" not in line]
+    script.write_text("import mylib\n" + "\n".join(lines) + "\n")
+    data = project.root.parent / "script.coverage"
+    env = {**os.environ, "COVERAGE_FILE": str(data)}
+    for command in (["run", "--source", str(project.root / "mylib"), str(script)],
+                    ["json", "-o", str(project.root.parent / "script.json")]):
+        subprocess.run([sys.executable, "-m", "coverage", *command], cwd=project.root, env=env, check=True,
+                       capture_output=True)
+    script.unlink()
+    return json.loads((project.root.parent / "script.json").read_text())
+
+
+def lines_by_file(report: dict) -> Dict[str, list]:
+    return {Path(path).name: data["executed_lines"] for path, data in report["files"].items()}
+
+
+def assert_same_as_script(run, project, calls: Dict[str, List[str]] = CALLS) -> None:
+    expected = script_coverage(project, calls)
+    got = json.loads((run.output_dir / "coverage.json").read_text())
+    assert lines_by_file(got) == lines_by_file(expected)
+    assert got["totals"]["covered_lines"] == expected["totals"]["covered_lines"]
+    assert got["totals"]["num_statements"] == expected["totals"]["num_statements"]
+    assert run.results["summary"]["coverage"]["percent"] == round(expected["totals"]["percent_covered"], 2)
+
+
+MODES = {"spawn": ([], {}), "fork": (["--kernel-start", "fork"], {"PYTHONHASHSEED": "0"}),
+         "helpers": (["--jobs", "2", "--helpers", "1"], {})}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_lines_equal_coverage_run_of_the_same_calls(project, mode):
+    make_project(project)
+    args, env = MODES[mode]
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--html", *args, env=env)
+    assert run.code == 0, run.stderr
+    assert_same_as_script(run, project)
+    assert (run.output_dir / "coverage.xml").read_text().startswith("<?xml")
+    assert 'href="coverage/index.html"' in (run.output_dir / "index.html").read_text()
+    assert (run.output_dir / "coverage" / "index.html").is_file()
+    assert run.result("nbs/add.ipynb")["coverage"] == {"state": "complete", "note": None,
+                                                       "files": {"mylib/__init__.py": 4}}  # 3 defs, 1 return
+    assert "coverage_data" not in run.result("nbs/add.ipynb")
+    assert "coverage: 54.55% of 11 statements in 1 files" in run.stdout
+    executed = run.executed("nbs/add.ipynb")
+    assert [cell.execution_count for cell in executed.cells] == [1, 2]  # measurement ran unseen
+    assert not any("ipykernel" in path for path in json.loads((run.output_dir / "coverage.json").read_text())["files"])
+
+
+def test_a_cell_timeout_keeps_the_lines_the_cell_ran(project):
+    calls = {"nbs/slow.ipynb": ["mylib.add(1, 2)", "mylib.sub(5, 3)\nimport time\ntime.sleep(120)"]}
+    make_project(project, calls)
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--timeout", "3")
+    assert run.code == 1
+    assert run.result("nbs/slow.ipynb")["status"] == "timeout"
+    assert run.result("nbs/slow.ipynb")["coverage"]["state"] == "complete"
+    assert_same_as_script(run, project, calls)
+
+
+def test_a_killed_kernel_keeps_its_finished_cells_and_says_so(project):
+    calls = {"nbs/killed.ipynb": ["mylib.add(1, 2)", "import time\ntime.sleep(120)"]}
+    make_project(project, calls)
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--notebook-timeout", "3")
+    assert run.result("nbs/killed.ipynb")["status"] == "notebook-timeout"
+    coverage = run.result("nbs/killed.ipynb")["coverage"]
+    assert coverage["state"] == "partial" and "not counted" in coverage["note"]
+    assert run.results["summary"]["coverage"]["incomplete_notebooks"] == ["nbs/killed.ipynb"]
+    assert_same_as_script(run, project, calls)
+
+
+def test_a_cached_run_reports_the_same_coverage(project):
+    make_project(project)
+    args = ("run", "nbs", "--coverage", "--coverage-source", "mylib", "--cache-dir", ".cache")
+    cold = project.run(*args)
+    cold_json = json.loads((cold.output_dir / "coverage.json").read_text())
+    warm = project.run(*args)
+    assert warm.code == 0, warm.stderr
+    assert warm.results["summary"]["cached"] == 2
+    assert lines_by_file(json.loads((warm.output_dir / "coverage.json").read_text())) == lines_by_file(cold_json)
+    assert warm.results["summary"]["coverage"]["percent"] == cold.results["summary"]["coverage"]["percent"]
+
+
+def test_fail_under_fails_the_run_with_a_clear_line(project):
+    make_project(project)
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--coverage-fail-under", "90")
+    assert run.code == 1
+    assert "below --coverage-fail-under 90: the run fails" in run.stdout
+    assert run.results["summary"]["coverage"]["ok"] is False
+    assert all(nb["status"] == "passed" for nb in run.results["notebooks"])
+
+
+def test_default_source_is_the_repository_config(project):
+    make_project(project)
+    (project.root / ".coveragerc").write_text("[run]\nsource = mylib\n")
+    run = project.run("run", "nbs", "--coverage")
+    assert run.code == 0, run.stderr
+    assert_same_as_script(run, project)
+
+
+def test_hostile_data_files_are_refused(tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "garbage").write_bytes(b"not sqlite at all" * 10)
+    with pytest.raises(ValueError):
+        read_contribution(tmp_path / "garbage", tmp_path / "root")
+    os.symlink("/etc/passwd", tmp_path / "link")
+    with pytest.raises(OSError):
+        read_contribution(tmp_path / "link", tmp_path / "root")
+
+
+@pytest.fixture(scope="session")
+def other_env(tmp_path_factory) -> Path:
+    """One virtual environment, not nbci's, with ipykernel and coverage, as the action's kernels have."""
+    folder = tmp_path_factory.mktemp("kernel-env")
+    venv.create(folder / "env", with_pip=True)
+    python = folder / "env" / "bin" / "python"
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "ipykernel", "coverage"], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot install ipykernel into a new environment: {done.stderr[-300:]!r}")
+    spec = folder / "jupyter" / "kernels" / "other"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": [str(python), "-m", "ipykernel_launcher", "-f",
+                                                           "{connection_file}"],
+                                                  "display_name": "other", "language": "python"}))
+    return folder
+
+
+def test_a_kernel_in_another_environment_is_measured(project, other_env):
+    make_project(project)
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--kernel", "other",
+                      env={"JUPYTER_PATH": str(other_env / "jupyter")})
+    assert run.code == 0, run.stderr
+    assert run.result("nbs/add.ipynb")["kernel"] == "other"
+    assert_same_as_script(run, project)
+
+
+def test_a_kernel_without_coverage_is_one_clear_line(project, tmp_path):
+    make_project(project)
+    stub = tmp_path / "stub" / "coverage"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'coverage'\", name='coverage')\n")
+    spec = tmp_path / "jupyter" / "kernels" / "nocov"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "nocov",
+        "language": "python", "env": {"PYTHONPATH": str(stub.parent)}}))
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--kernel", "nocov",
+                      env={"JUPYTER_PATH": str(tmp_path / "jupyter")})
+    assert run.code == 3
+    errors = [line for line in run.stderr.splitlines() if line.startswith("nbci: error:")]
+    assert errors == ["nbci: error: --coverage: coverage.py is not installed in the environment of kernel 'nocov': "
+                      "install it there (pip install coverage), next to ipykernel"]
+    assert all(nb["status"] == "passed" and nb["coverage"]["state"] == "missing" for nb in run.results["notebooks"])
+
+
+def test_github_gets_the_output_and_the_summary_line(project, tmp_path):
+    make_project(project)
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--github",
+                      env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)})
+    assert run.code == 0, run.stderr
+    assert parse_output_file(output.read_text(encoding="utf-8"))["coverage"] == "54.55"
+    assert "`coverage: 54.55% of 11 statements in 1 files`" in summary.read_text()
