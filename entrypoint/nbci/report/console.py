@@ -25,6 +25,7 @@ from nbci.report import (Reporter, changed_note, changes, diff_lines, difference
                          masked_note, not_run_note, problems_headline, tail)
 from nbci.report.workflow_commands import CommandLog, no_command, one_line
 from nbci.text import clip, counted
+from nbci.code_coverage import closing_line
 from nbci.results import NO_CODE, NotebookResult, RunResult
 
 TRACEBACK_LINES = 40
@@ -100,6 +101,9 @@ class ConsoleReporter(Reporter):
         self._print(f"executed copies and results.json in {one_line(str(config.output_dir))}")
         if config.html:
             self._print(f"HTML report: {one_line(str(config.output_dir / 'index.html'))}")
+        if run.coverage is not None:
+            reports = ", ".join(run.coverage.get("reports", {}).values())
+            self._print(f"{closing_line(run.coverage)}; reports: {reports}")
         if run.problems:
             self._print(f"{problems_headline(run)}:")
             for problem in run.problems:
