@@ -67,9 +67,10 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
         return
     if setup == "python":
         install = environ.get("NBCI_INSTALL") or "requirements"
-        if install == "uv-sync":
-            uv_sync(environ)
         packages, folder = python_packages(environ, install, requirements)
+        if install == "uv-sync":
+            uv_sync(environ)  # an exact sync: it leaves no pip in the environment, so uv adds ipykernel
+            environ = {**environ, "NBCI_INSTALLER": "uv", "NBCI_UV": environ.get("NBCI_UV") or shutil.which("uv") or ""}
         run(install_command(environ, packages), env=uv_environment(environ), cwd=folder)
         return
     if requirements:
