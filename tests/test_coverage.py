@@ -209,3 +209,12 @@ def test_github_gets_the_output_and_the_summary_line(project, tmp_path):
     assert run.code == 0, run.stderr
     assert parse_output_file(output.read_text(encoding="utf-8"))["coverage"] == "54.55"
     assert "`coverage: 54.55% of 11 statements in 1 files`" in summary.read_text()
+
+
+def test_only_the_final_attempt_of_a_retried_notebook_counts(project):
+    first = "import os\nif not os.path.exists('tried'):\n    open('tried', 'w').close()\n    mylib.sub(5, 3)\n    os._exit(1)"
+    make_project(project, {"nbs/retried.ipynb": [first, "mylib.add(1, 2)"]})
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--retries", "1")
+    assert run.code == 0, run.stderr
+    assert run.result("nbs/retried.ipynb")["status"] == "flaky"
+    assert_same_as_script(run, project, {"nbs/retried.ipynb": ["mylib.add(1, 2)"]})
