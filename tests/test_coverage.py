@@ -131,7 +131,8 @@ def test_a_cached_run_reports_the_same_coverage(project):
 
 def test_fail_under_fails_the_run_with_a_clear_line(project):
     make_project(project)
-    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--coverage-fail-under", "90")
+    run = project.run("run", "nbs", env={"NBCI_COVERAGE": "true", "NBCI_COVERAGE_SOURCE": "mylib",
+                                         "NBCI_COVERAGE_FAIL_UNDER": "90"})  # as the action passes its inputs
     assert run.code == 1
     assert "below --coverage-fail-under 90: the run fails" in run.stdout
     assert run.results["summary"]["coverage"]["ok"] is False
@@ -218,3 +219,33 @@ def test_only_the_final_attempt_of_a_retried_notebook_counts(project):
     assert run.code == 0, run.stderr
     assert run.result("nbs/retried.ipynb")["status"] == "flaky"
     assert_same_as_script(run, project, {"nbs/retried.ipynb": ["mylib.add(1, 2)"]})
+
+
+TAMPER = '''import os
+from coverage import CoverageData
+measurement = [c for c in ().__class__.__base__.__subclasses__() if c.__qualname__ == "Measurement"][0]
+path = measurement.cov.config.data_file
+measurement.cov.stop()
+measurement.cov = type("Idle", (), {"stop": lambda self: None, "save": lambda self: None})()
+os.remove(path)
+'''
+
+
+def test_a_notebook_tampering_with_its_data_costs_only_its_own_coverage(project):
+    (project.root / "secret.txt").write_text("TOKEN=abc\n")
+    make_project(project, {
+        "nbs/garbage.ipynb": [TAMPER + "open(path, 'wb').write(b'not sqlite' * 100)"],
+        "nbs/link.ipynb": [TAMPER + "os.symlink('/etc/passwd', path)"],
+        "nbs/claims.ipynb": [TAMPER + "data = CoverageData(path)\n"
+                             "data.add_lines({os.path.abspath('../secret.txt'): [1], '/etc/passwd': [1]})\n"
+                             "data.write()"],
+        "nbs/add.ipynb": ["mylib.add(1, 2)"]})
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--html")
+    assert run.code == 0, run.stderr
+    for path in ("nbs/garbage.ipynb", "nbs/link.ipynb"):
+        coverage = run.result(path)["coverage"]
+        assert coverage["state"] == "missing" and "could not be read" in coverage["note"]
+    assert run.result("nbs/claims.ipynb")["coverage"]["files"] == {}
+    assert_same_as_script(run, project, {"nbs/add.ipynb": ["mylib.add(1, 2)"]})
+    reports = [p.read_text() for p in (run.output_dir / "coverage").iterdir() if p.suffix == ".html"]
+    assert not any("TOKEN=abc" in text or "root:x:" in text for text in reports)

@@ -32,6 +32,7 @@ from nbci.files import NOFOLLOW, NONBLOCK, inside
 MODULE = "_nbci_coverage"  # the name the measurement's globals carry in the kernel
 MAX_DATA_BYTES = 256 * 2**20  # a kernel's data file larger than this is not read
 CONFIG_FILES = (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")  # coverage.py's own order
+SOURCE_SUFFIXES = (".py", ".pyw")  # what a kernel's data may name: the reports quote these files
 CELL_FILES = "*/ipykernel_[0-9]*/*"  # where ipykernel compiles cells: never reported
 DATA_FILE = "coverage.data"  # the combined data in the output folder (``coverage combine`` reads it)
 REPORT_OPTIONS = ("report:exclude_lines", "report:exclude_also", "report:partial_branches", "report:omit",
@@ -180,13 +181,13 @@ def copy_bounded(source: Path, target: Path) -> None:
 
 
 def contribution(data: Any, root: Path) -> Dict[str, Any]:
-    """What a ``CoverageData`` measured in files inside ``root``, keyed by path relative to it."""
+    """What a ``CoverageData`` measured in Python files inside ``root``, keyed by path relative to it."""
     branch = bool(data.has_arcs())
     files: Dict[str, List[Any]] = {}
     for measured in data.measured_files():
         real = Path(os.path.realpath(measured))
-        if not isinstance(measured, str) or not inside(real, root) or not real.is_file():
-            continue
+        if not inside(real, root) or real.suffix not in SOURCE_SUFFIXES or not real.is_file():
+            continue  # the reports show the files they name: Python sources of the working directory only
         hits = data.arcs(measured) if branch else data.lines(measured)
         files[real.relative_to(root).as_posix()] = sorted(list(hit) if branch else hit for hit in hits or [])
     return {"branch": branch, "files": files}
