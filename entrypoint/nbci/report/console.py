@@ -15,12 +15,14 @@ to ``LINE_CHARS``, so nothing a notebook holds can start a log line of its own o
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Dict, List, Optional
 
 
 from nbci.config import Config
+from nbci.report import gitlab
 from nbci.report import (Reporter, changed_note, changes, diff_lines, difference_title, failing_source, format_bytes,
                          masked_note, not_run_note, problems_headline, tail)
 from nbci.report.workflow_commands import CommandLog, no_command, one_line
@@ -45,7 +47,7 @@ class ConsoleReporter(Reporter):
     name = "the console report"
 
     def __init__(self, log: Optional[CommandLog] = None) -> None:
-        self.log = log or CommandLog(sys.stdout)
+        self.log = gitlab.job_log(log or CommandLog(sys.stdout), os.environ)  # GitLab: sections, no escapes
         self._sources: Dict[str, str] = {}
 
     def _print(self, text: str = "") -> None:
@@ -110,8 +112,12 @@ class ConsoleReporter(Reporter):
                 self._print("  " + one_line(problem, CLOSING_CHARS))
 
     def _print_failure(self, result: NotebookResult) -> None:
+        self._print(f"\n{'=' * 70}")
+        with gitlab.section(self.log, clip(f"{result.status.upper()}: {one_line(result.path)}", LINE_CHARS)):
+            self._print_details(result)
+
+    def _print_details(self, result: NotebookResult) -> None:
         error = result.error
-        self._print(f"\n{'=' * 70}\n{result.status.upper()}: {one_line(result.path)}")
         if error is not None:
             if error.cell_name:
                 self._print(f"--- {error.cell_name} ---")
