@@ -1,5 +1,8 @@
 """JUnit XML: one testcase per notebook, for CI systems and test-report viewers.
 
+Each testcase names its notebook in ``name`` and ``file`` (the path from the working directory, which
+GitLab's test report shows as the file and links to when it is the repository root).
+
 A notebook that did not pass has a ``failure`` whose message is ``ename: evalue`` and whose type is
 its status, the traceback as its text, and the failing cell's source in the testcase's
 ``system-out``; one nbci itself failed on (status ``error``) has an ``error`` instead. A notebook whose
@@ -38,7 +41,7 @@ def junit_xml(run: RunResult) -> ET.ElementTree:
                        skipped=str(summary["skipped"]), time=f"{run.duration:.3f}")
     for result in run.notebooks:
         case = ET.SubElement(suite, "testcase", classname="notebooks", name=xml_text(result.path),
-                             time=f"{result.duration:.3f}")
+                             file=xml_text(result.path), time=f"{result.duration:.3f}")
         if result.cached_from:
             properties = ET.SubElement(case, "properties")
             ET.SubElement(properties, "property", name="nbci.cached_from", value=json.dumps(result.cached_from))
