@@ -109,6 +109,25 @@ def test_notebook_text_opens_closes_and_colours_nothing_in_gitlab_mode(project: 
     assert 'file="evil' in junit and "\x1b" not in junit
 
 
+def component_inputs() -> Dict[str, dict]:
+    """The component's ``spec: inputs``, in order."""
+    spec = next(yaml.safe_load_all((ROOT / "templates" / "notebook-ci.yml").read_text(encoding="utf-8")))
+    return spec["spec"]["inputs"]
+
+
+def test_the_component_installs_this_version_and_the_readme_lists_its_inputs() -> None:
+    from nbci import __version__
+
+    inputs = component_inputs()
+    assert inputs["engine"]["default"] == f"nbci=={__version__}"
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## GitLab CI\n")[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `([a-z-]+)` \| (`[^`]*`|—) \|", section, flags=re.MULTILINE)
+    assert [name for name, _ in rows] == list(inputs)
+    for name, default in rows:
+        assert default.strip("`") == str(inputs[name]["default"]).lower() or (default == "—" and inputs[name]["default"] == "")
+    assert f"notebook-ci@{__version__}" in section and f"/v{__version__}/templates/notebook-ci.yml" in section
+
+
 # --- the component, run by gitlab-ci-local ----------------------------------------------------
 
 
