@@ -249,3 +249,19 @@ def test_a_notebook_tampering_with_its_data_costs_only_its_own_coverage(project)
     assert_same_as_script(run, project, {"nbs/add.ipynb": ["mylib.add(1, 2)"]})
     reports = [p.read_text() for p in (run.output_dir / "coverage").iterdir() if p.suffix == ".html"]
     assert not any("TOKEN=abc" in text or "root:x:" in text for text in reports)
+
+
+def test_reports_replace_links_planted_in_the_output_folder(project, tmp_path):
+    make_project(project)
+    victim = tmp_path / "victim"
+    victim.write_text("kept\n")
+    (project.root / "nbci-output").mkdir()
+    for name in ("coverage.xml", "coverage.json", "coverage.data"):
+        os.symlink(victim, project.root / "nbci-output" / name)
+    os.symlink(tmp_path, project.root / "nbci-output" / "coverage")
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--html")
+    assert run.code == 0, run.stderr
+    assert victim.read_text() == "kept\n" and not (tmp_path / "index.html").exists()
+    for name in ("coverage.xml", "coverage.json", "coverage.data", "coverage"):
+        assert not (run.output_dir / name).is_symlink()
+    assert_same_as_script(run, project)

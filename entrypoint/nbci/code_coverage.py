@@ -186,7 +186,7 @@ def contribution(data: Any, root: Path) -> Dict[str, Any]:
     files: Dict[str, List[Any]] = {}
     for measured in data.measured_files():
         real = Path(os.path.realpath(measured))
-        if not inside(real, root) or real.suffix not in SOURCE_SUFFIXES or not real.is_file():
+        if not is_source(real, root):
             continue  # the reports show the files they name: Python sources of the working directory only
         hits = data.arcs(measured) if branch else data.lines(measured)
         files[real.relative_to(root).as_posix()] = sorted(list(hit) if branch else hit for hit in hits or [])
@@ -218,19 +218,50 @@ def closing_line(total: Dict[str, Any]) -> str:
 def report(config: Any, run: Any) -> List[str]:
     """Combine every notebook's contribution into ``coverage.data``, write the reports, set
     ``run.coverage``; return the run's problems (kernels without coverage.py), one line each."""
-    out, contributions = config.output_dir, []
-    for result in run.notebooks:
-        if is_contribution(result.coverage_data):
-            contributions.append(result.coverage_data)
-    files = combine(contributions, config.root, out / DATA_FILE)
-    percent, covered, statements, reports = (write_reports(out / DATA_FILE, config.coverage_sources, out, config.html)
-                                             if files else (0.0, 0, 0, {}))
+    out, root = config.output_dir, config.root
+    contributions = [sources_only(result.coverage_data, root) for result in run.notebooks
+                     if is_contribution(result.coverage_data)]
+    private = Path(tempfile.mkdtemp(prefix=".coverage-", dir=out))  # written here, then renamed into place
+    try:
+        files = combine(contributions, root, private / DATA_FILE)
+        percent, covered, statements, reports = (write_reports(private, config.coverage_sources, config.html)
+                                                 if files else (0.0, 0, 0, {}))
+        publish(private, out)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     states = [(result.path, result.coverage or {}) for result in run.notebooks if result.coverage is not None]
     ok = config.coverage_fail_under is None or percent >= config.coverage_fail_under
     run.coverage = {"percent": round(percent, 2), "covered_lines": covered, "statements": statements, "files": files,
-                    "reports": {**reports, "data": DATA_FILE}, "fail_under": config.coverage_fail_under, "ok": ok,
+                    "reports": {**reports, "data": DATA_FILE} if files else {},
+                    "fail_under": config.coverage_fail_under, "ok": ok,
                     "incomplete_notebooks": [path for path, state in states if state.get("state") != COMPLETE]}
     return sorted({state["note"] for _, state in states if "not installed" in str(state.get("note"))})
+
+
+def sources_only(contributed: Dict[str, Any], root: Path) -> Dict[str, Any]:
+    """``contributed`` without the files that are not, now, Python files inside ``root`` (checked again
+    as the reports are about to read them: a notebook may have replaced one by a link)."""
+    files = {path: hits for path, hits in contributed["files"].items() if is_source(root / path, root)}
+    return {**contributed, "files": files}
+
+
+def is_source(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a regular Python file whose real path is inside ``root``."""
+    real = Path(os.path.realpath(path))
+    return inside(real, root) and real.suffix in SOURCE_SUFFIXES and real.is_file()
+
+
+def publish(private: Path, out: Path) -> None:
+    """Move what ``private`` holds into ``out``, replacing (never following) what stands there; an
+    earlier run's report that this run did not write is removed."""
+    for name in (DATA_FILE, "coverage.xml", "coverage.json", "coverage"):
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        if (private / name).exists():
+            os.rename(private / name, target)
 
 
 def is_contribution(data: Any) -> bool:
@@ -243,8 +274,6 @@ def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path) ->
     """Write every contribution into one coverage.py data file; return the files it holds."""
     from coverage import CoverageData
 
-    if data_path.exists() or data_path.is_symlink():
-        data_path.unlink()
     data = CoverageData(basename=str(data_path))
     branch = any(c.get("branch") for c in contributions)
     for contributed in contributions:
@@ -260,13 +289,13 @@ def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path) ->
     return len(data.measured_files())
 
 
-def write_reports(data_path: Path, sources: Sources, out: Path, html: bool) -> Tuple[float, int, int, Dict[str, str]]:
-    """Cobertura XML, JSON and (``html``) an HTML report from ``data_path``; the total percentage,
-    covered lines, statements and the reports' paths relative to ``out``. The repository's config
-    adds only its report settings: nothing of it runs or names files in nbci's process."""
+def write_reports(out: Path, sources: Sources, html: bool) -> Tuple[float, int, int, Dict[str, str]]:
+    """Cobertura XML, JSON and (``html``) an HTML report in ``out`` from its ``DATA_FILE``; the total
+    percentage, covered lines, statements and the reports' paths relative to ``out``. The repository's
+    config adds only its report settings: nothing of it runs or names files in nbci's process."""
     import coverage
 
-    cov = coverage.Coverage(data_file=str(data_path), config_file=False)
+    cov = coverage.Coverage(data_file=str(out / DATA_FILE), config_file=False)
     for name, value in sources.report_options.items():
         if value not in (None, []):
             cov.set_option(name, value)
