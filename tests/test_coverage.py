@@ -265,3 +265,23 @@ def test_reports_replace_links_planted_in_the_output_folder(project, tmp_path):
     for name in ("coverage.xml", "coverage.json", "coverage.data", "coverage"):
         assert not (run.output_dir / name).is_symlink()
     assert_same_as_script(run, project)
+
+
+def test_shards_data_files_combine_to_the_whole_runs_coverage(project):
+    make_project(project)
+    for shard in ("1/2", "2/2"):
+        run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--shard", shard,
+                          "--output-dir", f"out-{shard[0]}")
+        assert run.code == 0, run.stderr
+        assert run.results["summary"]["total"] == 1
+    merged = project.root.parent / "merged"
+    env = {**os.environ, "COVERAGE_FILE": str(merged)}
+    subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", str(project.root / "out-1" / "coverage.data"),
+                    str(project.root / "out-2" / "coverage.data")], cwd=project.root, env=env, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "coverage", "json", "-o", str(project.root.parent / "merged.json")],
+                   cwd=project.root, env=env, check=True, capture_output=True)
+    combined = json.loads((project.root.parent / "merged.json").read_text())
+    expected = script_coverage(project, CALLS)
+    assert lines_by_file(combined) == lines_by_file(expected)
+    assert combined["totals"]["percent_covered"] == expected["totals"]["percent_covered"]
