@@ -85,8 +85,8 @@ class Project:
 
 
 def nbci_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
-    """The test process's environment without GitHub or NBCI_ variables leaking in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBCI_", "GITHUB_"))}
+    """The test process's environment without GitHub, GitLab or NBCI_ variables leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NBCI_", "GITHUB_", "GITLAB_"))}
     env["PYTHONIOENCODING"] = "utf-8"
     env.update(extra or {})
     return env

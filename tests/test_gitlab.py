@@ -158,12 +158,13 @@ def engine_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline(engine_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
+def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> subprocess.CompletedProcess:
     """The consumer project (tests/gitlab) run once by gitlab-ci-local: a job on good notebooks, one on
     broken and hostile ones, both including the component from this checkout."""
     executable = gitlab_ci_local()
     if shutil.which("rsync") is None or shutil.which("git") is None:
         pytest.skip("gitlab-ci-local needs rsync and git: bash .ci/run installs rsync (apt-get install rsync)")
+    engine_wheel = request.getfixturevalue("engine_wheel")  # built only when the pipeline can run
     consumer = tmp_path_factory.mktemp("consumer")
     shutil.copytree(FIXTURES / "consumer", consumer, dirs_exist_ok=True)
     shutil.copytree(ROOT / "templates", consumer / "templates")
