@@ -141,7 +141,8 @@ def test_fail_under_fails_the_run_with_a_clear_line(project):
 
 def test_default_source_is_the_repository_config(project):
     make_project(project)
-    (project.root / ".coveragerc").write_text("[run]\nsource = mylib\n")
+    (project.root / "mylib" / "skipped.py").write_text("def never():\n    return 1\n")
+    (project.root / ".coveragerc").write_text("[run]\nsource = mylib\nomit = mylib/skipped.py\n")
     run = project.run("run", "nbs", "--coverage")
     assert run.code == 0, run.stderr
     assert_same_as_script(run, project)

@@ -70,11 +70,10 @@ def start(data_file, source, root):
         cov = coverage.Coverage(data_file=data_file, source=source, config_file=True)
         cov.set_option("run:parallel", False)
         cov.set_option("run:omit", list(cov.get_option("run:omit") or []) + [CELL_FILES])
-        cov._init()
+        Measurement.cov = cov
+        cov.start()
     finally:
         os.chdir(here)
-    Measurement.cov = cov
-    cov.start()
     try:
         get_ipython().events.register("post_run_cell", Measurement.flush)
     except NameError:
