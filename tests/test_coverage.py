@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import pytest
 
-from nbci.code_coverage import read_contribution
+from nbci.code_coverage import is_contribution, read_contribution
 from test_workflow_commands import parse_output_file
 
 pytest.importorskip("coverage")
@@ -286,3 +286,11 @@ def test_shards_data_files_combine_to_the_whole_runs_coverage(project):
     expected = script_coverage(project, CALLS)
     assert lines_by_file(combined) == lines_by_file(expected)
     assert combined["totals"]["percent_covered"] == expected["totals"]["percent_covered"]
+
+
+def test_only_well_formed_contributions_are_combined():
+    assert is_contribution({"branch": False, "files": {"a.py": [1, 2]}})
+    assert is_contribution({"branch": True, "files": {"a.py": [[-1, 1], [1, -1]]}})
+    for bad in (None, [], {"files": []}, {"files": {"a.py": ["1"]}}, {"files": {"a.py": [[1, 2, 3]]}},
+                {"files": {"a.py": [True]}}, {"files": {1: [1]}}):
+        assert not is_contribution(bad)

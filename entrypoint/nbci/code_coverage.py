@@ -38,6 +38,7 @@ DATA_FILE = "coverage.data"  # the combined data in the output folder (``coverag
 REPORT_OPTIONS = ("report:exclude_lines", "report:exclude_also", "report:partial_branches", "report:omit",
                   "report:include", "report:precision")  # what the engine takes from the repository's config
 COMPLETE, PARTIAL, MISSING = "complete", "partial", "missing"
+NOT_INSTALLED = "coverage.py is not installed"  # a kernel's note that is also the run's problem
 FINISH_EXPRESSION = ("[c.finish() for c in ().__class__.__base__.__subclasses__() "
                      f"if c.__module__ == {MODULE!r} and c.__qualname__ == 'Measurement']")
 
@@ -141,7 +142,7 @@ def start_problem(content: Dict[str, Any], kernel: str) -> str:
     """One line saying why measurement did not start in a kernel (its reply's error)."""
     ename, evalue = content.get("ename", "Error"), str(content.get("evalue", ""))[:200]
     if ename in ("ModuleNotFoundError", "ImportError") and "coverage" in evalue:
-        return (f"--coverage: coverage.py is not installed in the environment of kernel {kernel!r}: "
+        return (f"--coverage: {NOT_INSTALLED} in the environment of kernel {kernel!r}: "
                 "install it there (pip install coverage), next to ipykernel")
     return f"--coverage: measurement could not start in kernel {kernel!r} ({ename}: {evalue})"
 
@@ -234,7 +235,7 @@ def report(config: Any, run: Any) -> List[str]:
                     "reports": {**reports, "data": DATA_FILE} if files else {},
                     "fail_under": config.coverage_fail_under, "ok": ok,
                     "incomplete_notebooks": [path for path, state in states if state.get("state") != COMPLETE]}
-    return sorted({state["note"] for _, state in states if "not installed" in str(state.get("note"))})
+    return sorted({state["note"] for _, state in states if NOT_INSTALLED in str(state.get("note"))})
 
 
 def sources_only(contributed: Dict[str, Any], root: Path) -> Dict[str, Any]:
@@ -266,7 +267,15 @@ def publish(private: Path, out: Path) -> None:
 def is_contribution(data: Any) -> bool:
     """Whether ``data`` has a contribution's shape (it may come from the execution cache's folder)."""
     files = data.get("files") if isinstance(data, dict) else None
-    return isinstance(files, dict) and all(isinstance(path, str) and isinstance(hits, list) for path, hits in files.items())
+    return isinstance(files, dict) and all(isinstance(path, str) and isinstance(hits, list) and all(map(is_hit, hits))
+                                           for path, hits in files.items())
+
+
+def is_hit(hit: Any) -> bool:
+    """A line number, or an arc: a pair of line numbers."""
+    if isinstance(hit, list) and len(hit) == 2:
+        return all(isinstance(line, int) and not isinstance(line, bool) for line in hit)
+    return isinstance(hit, int) and not isinstance(hit, bool)
 
 
 def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path) -> int:
