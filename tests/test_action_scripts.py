@@ -391,7 +391,8 @@ def test_the_engine_installs_from_the_lock_with_hash_checking(tmp_path: Path):
 @posix
 def test_release_check_accepts_only_the_engines_version_with_a_changelog_entry():
     script = ROOT / ".github" / "release" / "check.sh"
-    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    version = re.search(r'^__version__ = "(.+)"$', (ROOT / "entrypoint" / "nbci" / "__init__.py").read_text(),
+                        re.MULTILINE).group(1)
     ok = subprocess.run(["bash", str(script), f"v{version}"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "### Added" in ok.stdout and "## [" not in ok.stdout  # its own section only
