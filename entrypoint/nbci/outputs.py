@@ -26,7 +26,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nbci.errors import ConfigError
 from nbci.files import NOFOLLOW, NONBLOCK, inside
@@ -132,8 +132,7 @@ def main() -> None:
     """The child of ``isolated``: one call read from stdin, its answer written to stdout as JSON."""
     request = json.loads(sys.stdin.read())
     committed, executed, options, *more = request["args"]
-    function = {"check_outputs": compare_outputs, "updated_source": source_with_outputs}[request["function"]]
-    answer = function(committed, executed, CheckOptions.from_json(options), *more)
+    answer = implementation(request["function"])(committed, executed, CheckOptions.from_json(options), *more)
     sys.stdout.write(json.dumps(asdict(answer) if isinstance(answer, OutputCheck) else answer))
 
 
@@ -196,11 +195,15 @@ def bounded(function: str, committed: Any, executed: Any, options: CheckOptions,
     """``function`` here when ``options`` hold only nbci's own masks, else in a child process (``isolated``):
     the repository's masks, from a settings file or a sanitize file alike, never run unbounded here."""
     if not options.masks:
-        return {"check_outputs": compare_outputs, "updated_source": source_with_outputs}[function](
-            committed, executed, options, *more)
+        return implementation(function)(committed, executed, options, *more)
     from nbci.kernels import without_runner_files  # the child needs none of the kernel machinery
 
     return isolated(function, without_runner_files(os.environ), committed, executed, options, *more)
+
+
+def implementation(function: str) -> Callable[..., Any]:
+    """The unbounded work behind ``check_outputs`` or ``updated_source``, by name."""
+    return {"check_outputs": compare_outputs, "updated_source": source_with_outputs}[function]
 
 
 def check_outputs(committed: Sequence[Dict[str, Any]], executed: Sequence[Dict[str, Any]],
@@ -452,7 +455,8 @@ def output_style(cells: Sequence[Any]) -> OutputStyle:
     orders: Dict[str, Tuple[str, ...]] = {}
     texts: List[Any] = []
     for cell in cells:
-        for output in cell.get("outputs") or [] if isinstance(cell, dict) else []:
+        outputs = cell.get("outputs") if isinstance(cell, dict) else None
+        for output in outputs if isinstance(outputs, list) else []:
             if isinstance(output, dict):
                 orders.setdefault(str(output.get("output_type")), tuple(output))
                 data = output.get("data") if isinstance(output.get("data"), dict) else {}
