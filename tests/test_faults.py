@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import List
@@ -18,7 +20,7 @@ import nbformat
 import psutil
 import pytest
 
-from conftest import Project
+from conftest import Project, nbci_env
 
 MARKER_ONCE = (
     "import pathlib\n"
@@ -206,6 +208,18 @@ def test_a_message_over_the_cap_is_refused_and_the_run_goes_on(project: Project)
     [warning] = run.result("flood.ipynb")["warnings"]
     assert warning.startswith("cell 1: [nbci: the connection to the kernel's output dropped")
     assert run.results["summary"]["engine_peak_rss"] < 250 * 2**20
+
+
+def test_engine_peak_memory_is_nbcis_own_not_its_parents(project: Project) -> None:
+    """A process holding 300 MiB that execs nbci: the peak reported is nbci's (ru_maxrss would say 300+)."""
+    project.write("small.ipynb", "print(1)")
+    starter = ("import os, sys\nheld = bytearray(300 * 2**20)\nfor i in range(0, len(held), 4096):\n"
+               "    held[i] = 1\nos.execv(sys.executable, [sys.executable, '-m', 'nbci', 'run'])")
+    done = subprocess.run([sys.executable, "-c", starter], cwd=project.root, env=nbci_env(), capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((project.root / "nbci-output" / "results.json").read_text(encoding="utf-8"))["summary"]
+    assert 0 < summary["engine_peak_rss"] < 200 * 2**20
 
 
 class LineReader:

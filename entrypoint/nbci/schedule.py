@@ -157,7 +157,15 @@ def helper_sizes_of(jobs: int, helpers: int) -> List[int]:
 
 
 def engine_peak_rss() -> Optional[int]:
-    """This process's peak resident memory in bytes; None where the platform does not say."""
+    """This process's peak resident memory in bytes; None where the platform does not say. On Linux
+    from ``VmHWM``: ``ru_maxrss`` also counts the process that started nbci, as it was before exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
