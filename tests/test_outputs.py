@@ -394,9 +394,31 @@ def test_update_outputs_keeps_another_tools_layout_and_string_sources(project):
     assert changed == ['-' + ' ' * 10 + '"text": "old\\n",', '+' + ' ' * 10 + '"text": "new\\n",']
 
 
+HAND_WRITTEN = """{"cells": [
+    {"cell_type": "code", "execution_count": 1, "id": "a1", "metadata": {"w": 1e3, "u": "http:\\/\\/x"},
+     "outputs": [{"name": "stdout", "output_type": "stream", "text": "old\\n"}],
+     "source": "print('new')"},
+  {"cell_type": "code", "execution_count": 2, "id": "b2", "metadata": { }, "outputs": [ ], "source": "x = 1"}
+ ],
+ "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+              "ratio": 1.50, "name": "caf\\u00e9 \u00e9"},
+ "nbformat": 4, "nbformat_minor": 5}"""
+
+
+def test_update_outputs_rewrites_only_the_changed_values_of_a_hand_written_file(project):
+    path = project.root / "a.ipynb"
+    path.write_text(HAND_WRITTEN, encoding="utf-8")
+    assert project.run("run", "--update-outputs").code == 0
+    after = path.read_text(encoding="utf-8")
+    head, tail = HAND_WRITTEN.split('"outputs": [{')[0], HAND_WRITTEN.split('"old\\n"}],')[1]
+    assert after.startswith(head + '"outputs": [') and after.endswith("]," + tail)
+    assert json.loads(after)["cells"][0]["outputs"] == [{"name": "stdout", "output_type": "stream", "text": "new\n"}]
+    assert list(json.loads(after)["cells"][0]["outputs"][0]) == ["name", "output_type", "text"]
+
+
 @pytest.mark.parametrize("layout", [{"indent": 1}, {"indent": 4}, {"indent": "\t"}, {"separators": (",", ":")}, {}])
 def test_a_notebook_file_is_written_back_in_its_own_json_layout(layout):
-    from nbci.outputs import json_like
+    from nbci.notebook_json import json_like
 
     data = {"cells": [{"source": "x", "outputs": [], "metadata": {}}], "metadata": {"é": 1.5}, "nbformat": 4}
     for ending in ("", "\n"):

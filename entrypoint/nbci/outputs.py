@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nbci.errors import ConfigError
 from nbci.files import NOFOLLOW, NONBLOCK, inside
+from nbci.notebook_json import Span, cell_spans, json_like, spliced
 from nbci.results import OutputCheck, OutputDifference, cell_label
 from nbci.text import clip, escape_surrogates
 
@@ -420,24 +421,47 @@ def updated_source(text: str, executed: Sequence[Dict[str, Any]], options: Check
 def source_with_outputs(text: str, executed: Sequence[Dict[str, Any]], options: CheckOptions,
                         injected_at: Optional[int] = None) -> Optional[str]:
     """The ``.ipynb`` file ``text`` with each code cell that ran now and whose outputs differ (masked,
-    images byte for byte unless ``options`` give a tolerance) given its fresh outputs and count, everything
-    else as it was (key order, indentation, ids, metadata, the last newline); None when no cell changed,
-    or the file's cells do not line up with the executed ones."""
+    images byte for byte unless ``options`` give a tolerance) given its fresh outputs and count; only
+    those values' text is rewritten, the rest kept byte for byte (whole in the file's layout when they
+    cannot be found in it); None when no cell changed, or the file's cells do not line up with the
+    executed ones."""
     source = json.loads(text)
     cells = source.get("cells") if isinstance(source, dict) else None
     fresh = [cell for index, cell in enumerate(executed) if index != injected_at]
     if not isinstance(cells, list) or len(cells) != len(fresh):
         return None
-    masks, changed, style = compiled(options.all_masks), False, output_style(cells)
-    for cell, after in zip(cells, fresh):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code" or after.get("execution_count") is None:
-            continue
-        never_run = cell.get("execution_count") is None and not cell.get("outputs")
-        if never_run or cell_differences(cell, after, masks, options.image_tolerance, images=True):
-            cell["outputs"], cell["execution_count"] = file_outputs(after.get("outputs") or [], style), \
-                after["execution_count"]
-            changed = True
-    return json_like(source, text) if changed else None
+    masks, style = compiled(options.all_masks), output_style(cells)
+    changed = [index for index, (cell, after) in enumerate(zip(cells, fresh))
+               if refreshed(cell, after, masks, options.image_tolerance, style)]
+    if not changed:
+        return None
+    values = new_values(cells, cell_spans(text), changed)
+    return json_like(source, text) if values is None else spliced(text, values)
+
+
+def refreshed(cell: Any, after: Dict[str, Any], masks: List[Tuple["re.Pattern[str]", str]],
+              tolerance: Optional[float], style: "OutputStyle") -> bool:
+    """Whether the file's ``cell`` is a code cell that ran now and whose outputs differ from ``after``'s
+    (or that had none); if so it is given ``after``'s outputs (in ``style``) and count."""
+    if not isinstance(cell, dict) or cell.get("cell_type") != "code" or after.get("execution_count") is None:
+        return False
+    never_run = cell.get("execution_count") is None and not cell.get("outputs")
+    if not (never_run or cell_differences(cell, after, masks, tolerance, images=True)):
+        return False
+    cell["outputs"], cell["execution_count"] = file_outputs(after.get("outputs") or [], style), after["execution_count"]
+    return True
+
+
+def new_values(cells: List[Any], spans: Optional[List[Dict[str, Span]]],
+               indexes: List[int]) -> Optional[Dict[Span, Any]]:
+    """The new outputs and count of each cell at ``indexes``, by their spans in the file's text; None
+    when the spans do not line up with the cells or one is missing."""
+    if spans is None or len(spans) != len(cells):
+        return None
+    keys = ("outputs", "execution_count")
+    if not all(key in spans[index] for index in indexes for key in keys):
+        return None
+    return {spans[index][key]: cells[index][key] for index in indexes for key in keys}
 
 
 @dataclass(frozen=True)
@@ -487,18 +511,6 @@ def file_outputs(outputs: Sequence[Dict[str, Any]], style: OutputStyle = OutputS
 def in_order(output: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
     """``output`` with the keys ``order`` names first, in that order, then the others as they were."""
     return {**{key: output[key] for key in order if key in output}, **output}
-
-
-def json_like(data: Any, original: str) -> str:
-    """``data`` as JSON formatted like ``original``: its indentation, escapes, line ends and last newline."""
-    second = original.split("\n", 2)[1] if original.count("\n") > 1 else ""
-    indent = second[:len(second) - len(second.lstrip(" \t"))] if second.strip() else None
-    ascii_only = original.isascii() and "\\u" in original
-    compact = indent is None and '":' in original and '": ' not in original  # one line without spaces
-    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only,
-                      separators=(",", ":") if compact else (",", ": ") if indent else None)
-    text = text + "\n" if original.endswith("\n") else text
-    return text.replace("\n", "\r\n") if "\r\n" in original else text  # JSON text holds no raw newline
 
 
 class SourceNotWritten(OSError):
