@@ -13,6 +13,7 @@ Environment:
   NBCI_INSTALLER      ``uv`` (default) or ``pip``
   NBCI_UV_CACHE_DIR   uv's cache folder when the action caches it (optional)
   NBCI_TEXT_NOTEBOOKS ``true``: also install jupytext, for text notebooks (``requirements-text.txt``)
+  NBCI_COVERAGE       ``true``: also install coverage.py, nbci's coverage extra (``requirements-coverage.txt``)
 Outputs: ``nbci`` (the engine's executable), ``uv`` (a uv executable: the one on PATH, else the engine's).
 """
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from common import ACTION_PATH, StepError, main, required, run, uv_environment, venv_executable
 
 
 LOCK = Path(__file__).with_name("requirements.txt")  # the engine's lock, compiled from requirements.in
 TEXT_LOCK = Path(__file__).with_name("requirements-text.txt")  # the same plus jupytext (requirements-text.in)
+COVERAGE_LOCK = Path(__file__).with_name("requirements-coverage.txt")  # coverage.py alone (requirements-coverage.in)
 
 
 def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) -> Dict[str, str]:
@@ -41,8 +43,7 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
     uv_on_path = shutil.which("uv") if installer == "uv" else None
     run([sys.executable, "-m", "venv", "--clear", *(["--without-pip"] if uv_on_path else []), venv])
     python = venv_executable(venv, "python")
-    lock = TEXT_LOCK if environ.get("NBCI_TEXT_NOTEBOOKS") == "true" else LOCK
-    for command in install_commands(python, Path(uv_on_path) if uv_on_path else None, action_path, lock):
+    for command in install_commands(python, Path(uv_on_path) if uv_on_path else None, action_path, locks(environ)):
         run(command, env=uv_environment(environ) if uv_on_path else None)
     nbci = venv_executable(venv, "nbci")
     run([nbci, "--version"])
@@ -50,14 +51,22 @@ def install_engine(environ: Mapping[str, str], action_path: Path = ACTION_PATH) 
     return {"nbci": str(nbci), "uv": str(uv)}
 
 
-def install_commands(python: Path, uv: Optional[Path], action_path: Path, lock: Path = LOCK) -> List[List[object]]:
-    """The lock with hash checking (uv included: bootstrapped with pip when none is on PATH), then the
-    engine from ``action_path`` without its dependencies, built offline with the locked setuptools."""
+def locks(environ: Mapping[str, str]) -> List[Path]:
+    """The locks the engine installs from: its own (with jupytext for text notebooks), coverage.py's when asked."""
+    engine = TEXT_LOCK if environ.get("NBCI_TEXT_NOTEBOOKS") == "true" else LOCK
+    return [engine, *([COVERAGE_LOCK] if environ.get("NBCI_COVERAGE") == "true" else [])]
+
+
+def install_commands(python: Path, uv: Optional[Path], action_path: Path,
+                     lock_files: Sequence[Path] = (LOCK,)) -> List[List[object]]:
+    """The locks with hash checking, in one install (uv included: bootstrapped with pip when none is on
+    PATH), then the engine from ``action_path`` without its dependencies, built offline with the locked setuptools."""
     if uv is not None:
         pip: List[object] = [uv, "pip", "install", "--python", python]
     else:
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    return [[*pip, "--require-hashes", "-r", lock], [*pip, "--no-deps", "--no-build-isolation", action_path]]
+    requirements = [arg for lock in lock_files for arg in ("-r", lock)]
+    return [[*pip, "--require-hashes", *requirements], [*pip, "--no-deps", "--no-build-isolation", action_path]]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ so every notebook runs on this Python whatever kernel name its metadata carries.
 --locked`` of a project with ``uv.lock`` (a lock that no longer matches pyproject.toml fails with
 uv's reason), or ``pip install .`` of a project; ``setup: pixi`` uses the pixi environment as
 setup-pixi built it. An environment without ipykernel (setup: none, in a container, or pixi) fails
-with what to add.
+with what to add. With NBCI_COVERAGE=true, coverage.py goes everywhere ipykernel goes, installed the
+same way, and its absence fails the same way.
 
 Environment:
   NBCI_SETUP          python | conda | pixi | none
@@ -24,6 +25,7 @@ Environment:
   NBCI_INSTALLER      uv | pip; NBCI_UV is the uv executable, NBCI_UV_CACHE_DIR its cache
   NBCI_KERNEL_DIR     the prefix to install the kernelspec under
   NBCI_KERNEL_INPUT   the action's ``kernel`` input: when set, notebooks use that kernel instead
+  NBCI_COVERAGE       ``true``: the kernels measure coverage, so the environment needs coverage.py too
 Outputs: ``python``, ``kernel`` (for NBCI_KERNEL) and ``jupyter-path`` (for JUPYTER_PATH).
 """
 
@@ -34,15 +36,21 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from common import StepError, main, required, run, uv_environment, wc
 
 KERNEL_NAME = "nbci-user"
 
 
-def has_ipykernel() -> bool:
-    return importlib.util.find_spec("ipykernel") is not None
+def kernel_packages(environ: Mapping[str, str]) -> List[str]:
+    """What the kernels need in the environment: ipykernel, and coverage.py when they measure coverage."""
+    return ["ipykernel", *(["coverage"] if environ.get("NBCI_COVERAGE") == "true" else [])]
+
+
+def missing(environ: Mapping[str, str]) -> List[str]:
+    """The kernel packages this Python cannot import (each package's name is its module's)."""
+    return [name for name in kernel_packages(environ) if importlib.util.find_spec(name) is None]
 
 
 def install_command(environ: Mapping[str, str], packages: List[str]) -> List[str]:
@@ -62,7 +70,7 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
     """Install what the setup mode installs; make sure ipykernel is importable."""
     setup = required(environ, "NBCI_SETUP")
     requirements = environ.get("NBCI_REQUIREMENTS", "")
-    if environ.get("NBCI_ENV_RESTORED") == "true" and has_ipykernel():
+    if environ.get("NBCI_ENV_RESTORED") == "true" and not missing(environ):
         print(f"The environment was restored from the cache ({sys.prefix}): nothing to install.", flush=True)
         return
     if setup == "python":
@@ -77,32 +85,34 @@ def prepare_environment(environ: Mapping[str, str]) -> None:
         print(wc.annotation("notice", f"setup: {setup} does not install {requirements}; "
                                       "list the packages in the environment itself",
                             title="notebook-ci"), flush=True)
-    if has_ipykernel():
+    absent = missing(environ)
+    if not absent:
         return
     if setup == "conda":
-        run(conda_install(environ))
+        run(conda_install(environ, absent))
         return
+    wanted, what = " ".join(absent), " and ".join(absent) + (" is" if len(absent) == 1 else " are")
     if setup == "pixi":
-        raise StepError(f"ipykernel is not in the pixi environment of {sys.executable}: "
-                        "add it to the manifest (pixi add ipykernel) and commit pixi.toml and pixi.lock")
+        raise StepError(f"{what} not in the pixi environment of {sys.executable}: "
+                        f"add it to the manifest (pixi add {wanted}) and commit pixi.toml and pixi.lock")
     raise StepError(
-        f"ipykernel is not installed for {sys.executable}: install it in that environment "
-        "(in a job container: add `RUN python -m pip install ipykernel` to the image), "
+        f"{what} not installed for {sys.executable}: install it in that environment "
+        f"(in a job container: add `RUN python -m pip install {wanted}` to the image), "
         "or let the action set up Python (setup: python)"
     )
 
 
-def conda_install(environ: Mapping[str, str]) -> List[str]:
-    """The command that installs ipykernel into this conda environment, with conda or micromamba."""
+def conda_install(environ: Mapping[str, str], packages: Sequence[str] = ("ipykernel",)) -> List[str]:
+    """The command that installs ``packages`` into this conda environment, with conda or micromamba."""
     if environ.get("NBCI_CONDA_INSTALLER") == "micromamba":
         mamba = environ.get("MAMBA_EXE") or shutil.which("micromamba")
         if not mamba:
             raise StepError("conda-installer: micromamba, but no micromamba was found (MAMBA_EXE is not set)")
-        return [mamba, "install", "--yes", "--prefix", sys.prefix, "--channel", "conda-forge", "ipykernel"]
+        return [mamba, "install", "--yes", "--prefix", sys.prefix, "--channel", "conda-forge", *packages]
     conda = environ.get("CONDA_EXE") or shutil.which("conda")
     if not conda:
         raise StepError("setup: conda, but no conda executable was found (CONDA_EXE is not set)")
-    return [conda, "install", "--yes", "--prefix", sys.prefix, "ipykernel"]
+    return [conda, "install", "--yes", "--prefix", sys.prefix, *packages]
 
 
 def names(environ: Mapping[str, str], name: str) -> List[str]:
@@ -117,11 +127,11 @@ def python_packages(environ: Mapping[str, str], install: str, requirements: str)
         extras = names(environ, "NBCI_EXTRAS")
         project = "." + (f"[{','.join(extras)}]" if extras else "")
         groups = [arg for group in names(environ, "NBCI_DEPENDENCY_GROUPS") for arg in ("--group", group)]
-        return [project, *groups, "ipykernel"], Path(required(environ, "NBCI_PROJECT_DIR")).resolve()
+        return [project, *groups, *kernel_packages(environ)], Path(required(environ, "NBCI_PROJECT_DIR")).resolve()
     if install == "requirements" and requirements:
         # From the file's folder, so relative paths in it mean the same to pip and uv.
-        return ["-r", Path(requirements).name, "ipykernel"], Path(requirements).resolve().parent
-    return ["ipykernel"], None
+        return ["-r", Path(requirements).name, *kernel_packages(environ)], Path(requirements).resolve().parent
+    return kernel_packages(environ), None
 
 
 def uv_sync(environ: Mapping[str, str]) -> None:

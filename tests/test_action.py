@@ -178,6 +178,7 @@ def executed_output(notebook: nbformat.NotebookNode, cell: int) -> str:
     return "".join(out.get("text", "") for out in notebook.cells[cell].outputs if out.output_type == "stream")
 
 
+@pytest.mark.timeout(900)  # three runs of act
 def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     run = act("passing.yml", env={"GITHUB_RUN_ID": "201"})
     assert run.code == 0, run.log[-5000:]
@@ -207,6 +208,12 @@ def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     python_env = run.outputs("nbci", "plan")["python-env"]  # a virtual environment of setup-python's Python
     assert executed_output(executed, 1).strip() == python_env + "/bin/python"
     assert (run.artifacts / "passing-notebooks" / "results.json").is_file()
+    # coverage: true measured the local module the notebook imports, with pip beside ipykernel
+    assert re.fullmatch(r"\d+\.\d\d", outputs["coverage"]) and 0 < float(outputs["coverage"]) < 100, outputs
+    assert f"coverage output: {outputs['coverage']}" in run.log  # a later step reads it
+    report = (run.artifacts / "passing-notebooks" / "coverage.xml").read_text(encoding="utf-8")
+    assert 'filename="notebooks/local_tools.py"' in report or 'filename="local_tools.py"' in report, report[:2000]
+    assert "install --disable-pip-version-check -r requirements.txt ipykernel coverage" in run.log
     assert run.step_results()["3"] == "success"  # the later step read the outputs
     # the environment: missed, built, saved under the OS, architecture, Python, installer, requirements, week
     [env_restore] = [r for r in run.records("cache", stage="restore") if r["key"].startswith("nbci-env-")]
@@ -233,6 +240,7 @@ def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     # same requirements: the environment is restored whole, nothing is created or installed
     assert again.outputs("nbci", "env-cache")["cache-hit"] == "true"
     assert "nothing to install" in again.log and again.outputs("nbci")["passed"] == "2"
+    assert again.outputs("nbci")["coverage"] == outputs["coverage"]  # the cached results keep their coverage
     # and with nothing changed, no notebook runs: the execution cache saved by run 201 has both
     assert again.summary("nbci").startswith("### ✅ nbci: 2 notebooks passed (2 cached)")
     [exec_restore] = [r for r in again.records("cache", stage="restore") if r["key"].startswith("nbci-exec-")]

@@ -3,6 +3,7 @@ and setup_kernel.py / apt.sh build what it found."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
 import subprocess
@@ -288,13 +289,13 @@ def test_a_project_is_installed_with_its_extras_and_groups(monkeypatch, tmp_path
     ("none", "in a job container: add `RUN python -m pip install ipykernel` to the image"),
 ])
 def test_a_missing_ipykernel_says_what_to_add(monkeypatch, setup: str, message: str):
-    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    monkeypatch.setattr(setup_kernel, "missing", setup_kernel.kernel_packages)  # nothing installed
     with pytest.raises(common.StepError, match=message):
         setup_kernel.prepare_environment({"NBCI_SETUP": setup})
 
 
 def test_micromamba_installs_a_missing_ipykernel(monkeypatch):
-    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    monkeypatch.setattr(setup_kernel, "missing", setup_kernel.kernel_packages)  # nothing installed
     calls = recorded_runs(monkeypatch)
     setup_kernel.prepare_environment({"NBCI_SETUP": "conda", "NBCI_CONDA_INSTALLER": "micromamba", "MAMBA_EXE": "/m"})
     assert calls[0][0] == ["/m", "install", "--yes", "--prefix", sys.prefix, "--channel", "conda-forge", "ipykernel"]
@@ -318,3 +319,52 @@ def test_a_failed_command_quotes_its_last_error_lines_in_one_inert_annotation(tm
     assert message.count("resolving") == 3 and "exit code 2" in message
     assert [line for line in out if line.startswith("::") and "forged" in line] == [out[-1]]  # one annotation
     assert ":\u200b:error:\u200b:forged\n" in captured.err  # the whole output, in the log, inert
+
+
+@pytest.mark.parametrize("install, extra", [
+    ("requirements", {"NBCI_INSTALLER": "pip", "NBCI_REQUIREMENTS": "requirements.txt"}),
+    ("project", {"NBCI_INSTALLER": "uv", "NBCI_UV": "/x/uv"}),
+    ("uv-sync", {"NBCI_UV": "/x/uv"}),
+])
+def test_coverage_is_installed_next_to_ipykernel_with_the_same_installer(monkeypatch, tmp_path: Path, install, extra):
+    calls = recorded_runs(monkeypatch)
+    environ = {"NBCI_SETUP": "python", "NBCI_INSTALL": install, "NBCI_PROJECT_DIR": str(tmp_path), **extra}
+    setup_kernel.prepare_environment({**environ, "NBCI_COVERAGE": "true"})
+    setup_kernel.prepare_environment(environ)
+    with_coverage, without = calls[len(calls) // 2 - 1][0], calls[-1][0]
+    assert with_coverage[-2:] == ["ipykernel", "coverage"] and without[-1] == "ipykernel"
+    assert with_coverage[:-1] == without  # the same installer, the same command, coverage added
+    assert all("coverage" not in command for command, _, _ in calls if "sync" in command)  # the lock stays as it is
+
+
+def test_conda_and_micromamba_install_only_the_missing_kernel_packages(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "coverage" else object())
+    calls = recorded_runs(monkeypatch)
+    setup_kernel.prepare_environment({"NBCI_SETUP": "conda", "NBCI_CONDA_INSTALLER": "micromamba", "MAMBA_EXE": "/m",
+                                      "NBCI_COVERAGE": "true"})
+    setup_kernel.prepare_environment({"NBCI_SETUP": "conda", "CONDA_EXE": "/c", "NBCI_COVERAGE": "true"})
+    setup_kernel.prepare_environment({"NBCI_SETUP": "conda", "CONDA_EXE": "/c"})  # ipykernel is there: nothing
+    assert [command for command, _, _ in calls] == [
+        ["/m", "install", "--yes", "--prefix", sys.prefix, "--channel", "conda-forge", "coverage"],
+        ["/c", "install", "--yes", "--prefix", sys.prefix, "coverage"]]
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("pixi", "coverage is not in the pixi environment of .*\\(pixi add coverage\\)"),
+    ("none", "coverage is not installed for .*`RUN python -m pip install coverage`"),
+])
+def test_a_missing_coverage_says_what_to_add(monkeypatch, setup: str, message: str):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "coverage" else object())
+    setup_kernel.prepare_environment({"NBCI_SETUP": setup})  # without coverage: it is not needed
+    with pytest.raises(common.StepError, match=message):
+        setup_kernel.prepare_environment({"NBCI_SETUP": setup, "NBCI_COVERAGE": "true"})
+
+
+def test_a_restored_environment_without_coverage_gets_it(monkeypatch, tmp_path: Path):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "coverage" else object())
+    calls = recorded_runs(monkeypatch)
+    environ = {"NBCI_SETUP": "python", "NBCI_INSTALLER": "pip", "NBCI_ENV_RESTORED": "true"}
+    setup_kernel.prepare_environment(environ)  # ipykernel is there: nothing to install
+    setup_kernel.prepare_environment({**environ, "NBCI_COVERAGE": "true"})
+    [(command, _, _)] = calls
+    assert command[-2:] == ["ipykernel", "coverage"]

@@ -305,14 +305,14 @@ def test_install_commands_target_this_python():
 
 
 def test_setup_none_needs_ipykernel_already_there(monkeypatch):
-    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    monkeypatch.setattr(setup_kernel, "missing", setup_kernel.kernel_packages)  # nothing installed
     with pytest.raises(common.StepError, match="ipykernel is not installed for .*setup: python"):
         setup_kernel.prepare_environment({"NBCI_SETUP": "none"})
 
 
 @posix
 def test_setup_conda_installs_a_missing_ipykernel_with_conda(monkeypatch, tmp_path: Path):
-    monkeypatch.setattr(setup_kernel, "has_ipykernel", lambda: False)
+    monkeypatch.setattr(setup_kernel, "missing", setup_kernel.kernel_packages)  # nothing installed
     log = tmp_path / "conda.log"
     conda = tmp_path / "conda"
     conda.write_text(f'#!/bin/sh\necho "$@" > "{log}"\n')
@@ -429,3 +429,21 @@ def test_the_verdict_step_names_the_count_and_fails():
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stdout == "::error title=notebook-ci::1 of 2 notebooks did not pass (fail-on-error: true)\n"
+    env = {"FAILED": "0", "TOTAL": "2", "COVERAGE": "62.50", "FAIL_UNDER": "80", "PATH": os.environ["PATH"]}
+    below = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True)
+    assert below.returncode == 1
+    assert below.stdout == "::error title=notebook-ci::coverage 62.50% is below coverage-fail-under 80 (fail-on-error: true)\n"
+
+
+def test_the_engine_gets_coverage_from_its_own_hashed_lock_when_asked(tmp_path: Path):
+    assert setup_engine.locks({}) == [setup_engine.LOCK]
+    assert setup_engine.locks({"NBCI_COVERAGE": "true", "NBCI_TEXT_NOTEBOOKS": "true"}) == [
+        setup_engine.TEXT_LOCK, setup_engine.COVERAGE_LOCK]
+    lock, _ = setup_engine.install_commands(tmp_path / "python", None, ROOT, setup_engine.locks({"NBCI_COVERAGE": "true"}))
+    assert lock[-5:] == ["--require-hashes", "-r", setup_engine.LOCK, "-r", setup_engine.COVERAGE_LOCK]
+    text = setup_engine.COVERAGE_LOCK.read_text()
+    pinned = re.findall(r"^(coverage)==(\S+) ;[^\\\n]* \\\n(?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+", text, re.MULTILINE)
+    requirement_lines = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert len(pinned) == len(requirement_lines) >= 1  # coverage alone, exact versions with hashes
+    extra = re.search(r'^coverage = \["coverage>=(\d+)', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert all(int(version.split(".")[0]) >= int(extra.group(1)) for _, version in pinned)  # within nbci[coverage]
