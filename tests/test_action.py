@@ -25,7 +25,9 @@ import nbformat
 import pytest
 from markdown_it import MarkdownIt
 
-pytestmark = pytest.mark.act
+ONE_RUN = 420  # seconds a test with one act run may take on a loaded machine (act itself is stopped at 300)
+SEVERAL_RUNS = 900  # a test that runs act two or three times
+pytestmark = [pytest.mark.act, pytest.mark.timeout(ONE_RUN)]
 
 ROOT = Path(__file__).resolve().parent.parent
 ACT_DIR = ROOT / "tests" / "act"
@@ -143,16 +145,17 @@ def cache_store(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def act(repository: Path, cache_store: Path, tmp_path: Path):
-    """Run one workflow of tests/act/workflows under act; return an ``ActRun``."""
+    """Run one workflow of tests/act/workflows (or one of its jobs) under act; return an ``ActRun``."""
 
-    def run(workflow: str, env: Optional[Dict[str, str]] = None, timeout: float = 300) -> ActRun:
+    def run(workflow: str, env: Optional[Dict[str, str]] = None, timeout: float = 300,
+            job: Optional[str] = None) -> ActRun:
         workflow_file = repository / "tests" / "act" / "workflows" / workflow
         earlier = len(list(tmp_path.glob("state*")))  # a test may run act more than once
         state = tmp_path / (f"state{earlier + 1}" if earlier else "state")
         state.mkdir()
         command = [act_binary(), "push", "--json", "-W", str(workflow_file), "-P", "ubuntu-latest=-self-hosted",
                    "--action-cache-path", str(tmp_path / "act-cache"), "--no-cache-server",
-                   "--action-offline-mode"]
+                   "--action-offline-mode", *(["-j", job] if job else [])]
         for uses in remote_uses(repository / "action.yml", workflow_file):
             repo = uses.split("@")[0]
             assert repo in STANDINS, f"{uses} has no stand-in under tests/act/actions"
@@ -168,7 +171,7 @@ def act(repository: Path, cache_store: Path, tmp_path: Path):
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         result = ActRun(proc.returncode, events, state, time.monotonic() - started, proc.stderr)
         (state / "act.log").write_text("\n".join(json.dumps(e) for e in events))
-        print(f"act {workflow}: exit {proc.returncode} in {result.seconds:.1f} s")
+        print(f"act {workflow}{f' -j {job}' if job else ''}: exit {proc.returncode} in {result.seconds:.1f} s")
         return result
 
     return run
@@ -178,7 +181,7 @@ def executed_output(notebook: nbformat.NotebookNode, cell: int) -> str:
     return "".join(out.get("text", "") for out in notebook.cells[cell].outputs if out.output_type == "stream")
 
 
-@pytest.mark.timeout(900)  # three runs of act
+@pytest.mark.timeout(SEVERAL_RUNS)
 def test_passing_run_sets_outputs_summary_and_artifact(act, cache_store: Path):
     run = act("passing.yml", env={"GITHUB_RUN_ID": "201"})
     assert run.code == 0, run.log[-5000:]
@@ -343,6 +346,7 @@ def cache_entry(store: Path, key: str) -> Path:
     return entry.with_suffix("") / "0"
 
 
+@pytest.mark.timeout(SEVERAL_RUNS)
 def test_matrix_of_shards_from_a_list_job(act, cache_store: Path):
     env = {"NBCI_ACT_USER_ENV": str(Path(sys.prefix))}
     first = act("matrix.yml", env={**env, "GITHUB_RUN_ID": "101"})
@@ -445,3 +449,60 @@ def test_the_release_moves_only_the_major_tag(act, tmp_path: Path):
     unchanged = {ref: sha for ref, sha in (line.split()[::-1] for line in before.splitlines()) if ref != "refs/tags/v1"}
     assert {ref: after[ref] for ref in unchanged} == unchanged  # main and the release tags as they were
     assert after["refs/heads/main"] != git(clone, "rev-parse", "HEAD")  # the branch was not pushed
+
+
+LAYOUTS = "tests/act/fixtures/layouts"
+
+
+def test_a_binder_folder_sets_python_installs_its_requirements_and_runs_post_build_first(act):
+    run = act("layouts.yml", job="binder")
+    assert run.job_result == "success", run.log[-8000:]
+    # binder/: only that folder is read (the root's requirements.txt is a decoy); runtime.txt's Python
+    assert f"notebook-ci: setup: auto chose python (the requirements in {LAYOUTS}/binder-repo/binder/requirements.txt)" in run.log
+    assert "notebook-ci: python-version 3.11 from runtime.txt" in run.log
+    assert [r["python-version"] for r in run.records("setup-python")] == ["3.11"]
+    # postBuild ran in the environment before the notebook, which checks what it wrote
+    assert run.step_results()["nbci/post-build"] == "success"
+    assert run.outputs("nbci")["passed"] == "1"
+
+
+def test_a_locked_pixi_project_runs_in_its_default_environment(act):
+    run = act("layouts.yml", job="pixi")
+    assert run.job_result == "success", run.log[-8000:]
+    [given] = run.records("setup-pixi")
+    assert given == {**given, "manifest-path": f"{LAYOUTS}/pixi-repo/pixi.toml",
+                     "environments": "default", "locked": "true", "run-install": "true"}
+    assert f"setup: auto chose pixi (the default environment of {LAYOUTS}/pixi-repo/pixi.toml, locked by" in run.log
+    assert run.outputs("nbci", "plan")["env-python"].endswith("/pixi-repo/.pixi/envs/default/bin/python")
+    assert run.group("✅ passed check.ipynb").strip().endswith("/pixi-repo/.pixi/envs/default/bin/python")
+
+
+def test_micromamba_builds_the_environment_file_and_adds_ipykernel(act):
+    run = act("layouts.yml", job="micromamba")
+    assert run.job_result == "success", run.log[-8000:]
+    [mamba] = run.records("setup-micromamba")
+    assert mamba["environment-file"] == "tests/act/fixtures/conda/environment.yml"
+    assert mamba["environment-name"] == "nbci-conda-env" and mamba["init-shell"] == "none"
+    assert run.records("setup-miniconda") == [] and run.outputs("nbci")["passed"] == "1"
+    commands = (run.state / "record" / "micromamba-commands.txt").read_text()
+    assert "micromamba shell hook --shell bash" in commands and "--channel conda-forge ipykernel" in commands
+
+
+def test_a_uv_project_is_synced_from_its_lock_and_its_notebook_imports_the_locked_package(act):
+    run = act("layouts.yml", job="uv-project")
+    assert run.job_result == "success", run.log[-8000:]
+    assert f"notebook-ci: setup: auto chose uv (uv sync --locked, from {LAYOUTS}/uv-project/uv.lock)" in run.log
+    assert run.outputs("nbci")["passed"] == "1"
+    # six 1.17.0 (the lock's) in the environment the action built, not the engine's or the host's
+    printed = run.group("✅ passed check.ipynb").strip().splitlines()[-1]
+    assert printed == "1.17.0 " + run.outputs("nbci", "plan")["python-env"], printed
+    assert "sync --locked" in run.group("Prepare the notebooks' environment")
+
+
+def test_a_stale_uv_lock_stops_the_job_before_any_notebook_with_uvs_reason(act):
+    run = act("layouts.yml", job="uv-stale")
+    assert run.job_result == "failure"
+    [error] = [e for e in run.commands("error") if "lockfile" in e.get("arg", "")]
+    assert error["kvPairs"]["title"] == "notebook-ci: prepare the notebooks' environment failed"
+    assert "uv failed (exit code 1)" in error["arg"] and "needs to be updated, but `--locked` was provided" in error["arg"]
+    assert run.step_results()["nbci/kernel"] == "failure" and "nbci/run" not in run.step_results()
