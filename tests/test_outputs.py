@@ -559,11 +559,6 @@ def test_a_masked_secret_at_a_diffs_cut_leaves_none_of_itself(project):
     assert [report for report in reports if secret[:5] in report] == []
 
 
-NOT_WIRED = pytest.mark.xfail(strict=True, reason="the runner writes updated outputs through os.path.realpath, "
-                                                  "not yet through outputs.write_source")
-
-
-@NOT_WIRED
 def test_update_outputs_keeps_an_edit_saved_while_the_notebook_ran(project):
     edit = ("import json\nnb = json.load(open('a.ipynb'))\nnb['metadata']['saved'] = 'while running'\n"
             "json.dump(nb, open('a.ipynb', 'w'))")
@@ -573,7 +568,6 @@ def test_update_outputs_keeps_an_edit_saved_while_the_notebook_ran(project):
     assert "changed during the run; outputs not updated; run again" in " ".join(run.result("a.ipynb")["warnings"])
 
 
-@NOT_WIRED
 def test_update_outputs_does_not_write_through_a_link_the_notebook_made(project, tmp_path):
     outside = tmp_path / "outside.ipynb"
     relink = f"import os\nos.replace('a.ipynb', 'moved.ipynb')\nos.symlink({str(outside)!r}, 'a.ipynb')"

@@ -17,7 +17,6 @@ import itertools
 import math
 import os
 import re
-import stat
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field, replace
@@ -36,17 +35,18 @@ from nbci.execute import (
     InvalidNotebook, Watch, describe, execute, invalid_result, kernel_name, read_notebook,
     write_notebook,
 )
-from nbci.files import inside, write_atomic
+from nbci.files import inside
 from nbci.installs import install_cells, install_warning
 from nbci.locate import failure_line
 from nbci.masking import Masker, missing_env_reason
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
-from nbci.outputs import CheckOptions, Mask, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source
+from nbci.outputs import (
+    CheckOptions, Mask, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source, write_source,
+)
 from nbci.parameters import inject
 from nbci.report.github import notebook_log
 from nbci.results import CellError, NotebookResult, OutputCheck
 from nbci.settings import NotebookSettings, settings_for
-from nbci.text import escape_surrogates
 from nbci.text_notebooks import copy_name, is_text_path
 
 MEMORY_LIMIT = "MemoryLimitExceeded"  # the ename of a kernel nbci killed for --memory-limit
@@ -342,10 +342,7 @@ class Runner:
         try:
             text = self._with_masks(updated_source, prepared, prepared.text, nb.cells, prepared.injected_at)
             if text is not None:
-                target = Path(os.path.realpath(self.config.root / path))
-                mode = os.stat(target).st_mode
-                write_atomic(target, escape_surrogates(text))
-                os.chmod(target, stat.S_IMODE(mode))
+                write_source(self.config.root, path, prepared.text, text)
         except (OSError, ValueError, RecursionError, MasksTooSlow) as exc:
             result.warnings.append(f"--update-outputs: could not write {path}: "
                                    f"{getattr(exc, 'strerror', None) or describe(exc)}")
