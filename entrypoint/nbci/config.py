@@ -93,7 +93,7 @@ class Config:
         """The per-notebook settings every notebook starts from: this run's options."""
         return NotebookSettings(self.timeout, self.notebook_timeout, self.allow_errors, self.retries, self.kernel,
                                 self.cwd, check_outputs=self.check_outputs, check_cells=self.check_cells,
-                                image_tolerance=self.image_tolerance)
+                                image_tolerance=self.image_tolerance, default_masks=self.default_masks)
 
     @property
     def caching(self) -> bool:

@@ -409,7 +409,7 @@ class Runner:
         child process when the settings file gave it masks (nbci.outputs.isolated)."""
         settings = prepared.settings
         masks = self.config.sanitize_masks + tuple(Mask(pattern, replace) for pattern, replace in settings.output_masks)
-        options = CheckOptions(settings.check_outputs, settings.check_cells, masks, self.config.default_masks,
+        options = CheckOptions(settings.check_outputs, settings.check_cells, masks, settings.default_masks,
                                settings.image_tolerance)
         if not settings.output_masks:
             return function(before, cells, options, *more)

@@ -49,7 +49,7 @@ CWD_CHOICES = ("notebook", "root")  # or a folder, relative to the working direc
 NOTEBOOK_KEYS = {"timeout": "timeout", "notebook-timeout": "notebook_timeout", "allow-errors": "allow_errors",
                  "retries": "retries", "kernel": "kernel", "cwd": "cwd", "skip": "skip", "parameters": "parameters",
                  "check-outputs": "check_outputs", "check-cells": "check_cells", "output-masks": "output_masks",
-                 "image-tolerance": "image_tolerance", "requires-env": "requires_env"}
+                 "image-tolerance": "image_tolerance", "requires-env": "requires_env", "default-masks": "default_masks"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ class NotebookSettings:
     output_masks: Tuple[Tuple[str, str], ...] = ()  # (regex, replacement) pairs, after the default masks
     image_tolerance: Optional[float] = None  # None: images are not compared
     requires_env: Tuple[str, ...] = ()  # variables that must be set and not empty, or the notebook is skipped
+    default_masks: bool = True  # apply nbci.outputs.DEFAULT_MASKS before comparing
 
 
 @dataclass
@@ -194,9 +195,9 @@ def check_value(key: str, value: Any, at: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
             raise ConfigError(f"{at}: {key} must be a number of seconds (0 for no limit), not {shown(value)}")
         return float(value) or None
-    if key == "allow-errors":
+    if key in ("allow-errors", "default-masks"):
         if not isinstance(value, bool):
-            raise ConfigError(f"{at}: allow-errors must be true or false, not {shown(value)}")
+            raise ConfigError(f"{at}: {key} must be true or false, not {shown(value)}")
         return value
     if key == "retries":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
