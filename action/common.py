@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import IO, Callable, Dict, List, Mapping, Optional, TextIO
 
 ACTION_PATH = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ACTION_PATH / "entrypoint"))
@@ -31,22 +32,48 @@ def venv_executable(venv: Path, name: str) -> Path:
 
 
 REASON_LINES = 5  # the last lines of a failed command's error output that its annotation quotes
+# The runner's files a step writes to change later steps (GITHUB_ENV: variables such as BASH_ENV;
+# GITHUB_OUTPUT: the action's outputs) and its tokens (ACTIONS_*), as the engine's kernels.py hides
+# them from kernels: the repository's code (postBuild, a setup.py that an install runs) gets none.
+HIDDEN_VARIABLES = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_STATE")
+HIDDEN_PREFIXES = ("ACTIONS_",)
+
+
+def without_runner_files(environ: Mapping[str, str]) -> Dict[str, str]:
+    """``environ`` less the runner's command files and tokens."""
+    return {key: value for key, value in environ.items()
+            if key not in HIDDEN_VARIABLES and not key.startswith(HIDDEN_PREFIXES)}
+
+
+def relay(source: IO[bytes], target: TextIO, kept: Optional[List[str]] = None) -> None:
+    """Copy ``source`` to ``target`` line by line with no workflow command left in it; keep the lines in ``kept``."""
+    for raw in iter(source.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        if kept is not None:
+            kept.append(line)
+        target.write(wc.no_command(line))
+        target.flush()
 
 
 def run(command: List[object], env: Optional[Mapping[str, str]] = None, cwd: Optional[Path] = None) -> None:
-    """Run a command with its output in the log; raise ``StepError`` with its last error lines when it fails."""
+    """Run a command without the runner's files and tokens, its output in the log but inert; raise
+    ``StepError`` with its last error lines when it fails."""
     args = [str(part) for part in command]
     print("+ " + (f"(cd {cwd}) " if cwd else "") + " ".join(args), flush=True)
+    environ = without_runner_files(os.environ if env is None else env)
     try:
-        proc = subprocess.run(args, env=env, cwd=cwd, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(args, env=environ, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise StepError(f"{Path(args[0]).name} failed: {exc}") from None
-    errors = proc.stderr.decode("utf-8", "replace")
-    sys.stdout.flush()
-    sys.stderr.write("".join(wc.no_command(line) for line in errors.splitlines(keepends=True)))  # no commands
-    sys.stderr.flush()
-    if proc.returncode != 0:
-        reason = [line.strip() for line in errors.splitlines() if line.strip()][-REASON_LINES:]
+    errors: List[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
+    reader = threading.Thread(target=relay, args=(proc.stderr, sys.stderr, errors), daemon=True)
+    reader.start()
+    relay(proc.stdout, sys.stdout)
+    reader.join()
+    if proc.wait() != 0:
+        reason = [line.strip() for line in errors if line.strip()][-REASON_LINES:]
         raise StepError("\n".join([f"{Path(args[0]).name} failed (exit code {proc.returncode})", *reason]))
 
 

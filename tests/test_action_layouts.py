@@ -368,3 +368,62 @@ def test_a_restored_environment_without_coverage_gets_it(monkeypatch, tmp_path: 
     setup_kernel.prepare_environment({**environ, "NBCI_COVERAGE": "true"})
     [(command, _, _)] = calls
     assert command[-2:] == ["ipykernel", "coverage"]
+
+
+RUNNER_FILES = ("GITHUB_ENV", "GITHUB_OUTPUT", "GITHUB_PATH", "GITHUB_STEP_SUMMARY")
+HOSTILE = """echo "::warning title=spoofed::x"
+echo "##[error]forged"
+echo "::stop-commands::x" >&2
+for name in GITHUB_ENV GITHUB_OUTPUT GITHUB_PATH GITHUB_STEP_SUMMARY; do
+  [ -z "${!name:-}" ] || echo "BASH_ENV=/tmp/evil.sh" >> "${!name}"
+done
+env | grep -q '^ACTIONS_' && echo "token seen" >> tokens
+echo done > ran
+"""
+
+
+def runner_files(tmp_path: Path) -> Dict[str, str]:
+    """The runner's command files (empty) and a token, as a step gets them."""
+    files = {name: tmp_path / name.lower() for name in RUNNER_FILES}
+    for path in files.values():
+        path.write_text("")
+    return {**{name: str(path) for name, path in files.items()}, "ACTIONS_RUNTIME_TOKEN": "secret",
+            "ACTIONS_ID_TOKEN_REQUEST_URL": "https://x", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "secret"}
+
+
+def assert_contained(proc: subprocess.CompletedProcess, tmp_path: Path, repo: Path) -> None:
+    """The repository's code ran, wrote none of the runner's files, saw no token, issued no command."""
+    assert (repo / "ran").exists() and not (repo / "tokens").exists()
+    assert "BASH_ENV" not in "".join((tmp_path / name.lower()).read_text() for name in RUNNER_FILES)
+    log = proc.stdout + proc.stderr
+    assert "spoofed" in log and "forged" in log
+    commands = [line for line in log.splitlines() if "::warning" in line or "::stop-commands" in line or "##[" in line]
+    assert commands == [], commands
+
+
+@posix
+def test_post_build_runs_without_the_runners_files_and_with_inert_output(tmp_path: Path):
+    repo = tmp_path / "repo"
+    (repo / "binder").mkdir(parents=True)
+    (repo / "binder" / "postBuild").write_text(HOSTILE)
+    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable}
+    proc = run_script("in_env.sh", repo, env, "python", str(ACTION / "post_build.py"), str(repo / "binder" / "postBuild"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_contained(proc, tmp_path, repo)
+
+
+@posix
+def test_install_time_code_runs_without_the_runners_files_and_with_inert_output(tmp_path: Path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "setup.py").write_text("from setuptools import setup\nsetup(name='p')\n")
+    installer = tmp_path / "uv"  # stands in for an install that runs the project's setup.py
+    installer.write_text("#!/bin/bash\n" + HOSTILE)
+    installer.chmod(0o755)
+    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable, "NBCI_SETUP": "python",
+           "NBCI_INSTALL": "project", "NBCI_PROJECT_DIR": str(repo), "NBCI_INSTALLER": "uv",
+           "NBCI_UV": str(installer), "NBCI_KERNEL_DIR": str(tmp_path / "kernel")}
+    proc = run_script("in_env.sh", repo, env, "python", str(ACTION / "setup_kernel.py"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_contained(proc, tmp_path, repo)
+    assert "kernel<<" in (tmp_path / "github_output").read_text()  # the step's own outputs still arrive
