@@ -129,6 +129,17 @@ def test_inplace_writes_over_the_source(project: Project) -> None:
     assert run.result("passing.ipynb")["output_path"] == "passing.ipynb"
 
 
+def test_inplace_never_writes_through_a_link_the_notebook_made_of_its_own_name(project: Project,
+                                                                                tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept\n")
+    project.write("swap.ipynb", f"import os\nos.remove('swap.ipynb')\nos.symlink({str(victim)!r}, 'swap.ipynb')")
+    run = project.run("run", "--inplace")
+    assert run.code == 1 and victim.read_text() == "kept\n"
+    result = run.result("swap.ipynb")
+    assert result["status"] == "failed" and "leads outside the working directory" in result["error"]["evalue"]
+
+
 def test_second_run_does_not_pick_up_the_output_dir(project: Project) -> None:
     project.add("passing.ipynb")
     assert project.run("run").code == 0

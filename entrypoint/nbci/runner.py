@@ -443,6 +443,8 @@ class Runner:
         else:  # a text notebook's copy always goes to the output folder: its source stays text
             target, base = self.config.output_dir / copy_name(job.path, self.config.copy_names), self.config.output_dir
         try:
+            if not inside(target, Path(os.path.realpath(self.config.root))):  # the notebook made its name a link
+                raise ValueError("its name now leads outside the working directory (a link); not written")
             write_notebook(nb, target, base)
         except (OSError, ValueError, RecursionError) as exc:
             reason = f"could not write the executed copy {target}: {getattr(exc, 'strerror', None) or describe(exc)}"
