@@ -14,16 +14,20 @@ from nbci.installs import install_cells
     "!uv pip install polars", "!python -m pip install x", "%mamba install x",
     "get_ipython().run_line_magic('pip', 'install pandas')",
     'subprocess.check_call([sys.executable, "-m", "pip", "install", "x"])',
+    "!{sys.executable} -m pip install x", "os.system('pip install x')", "%%bash\npip install x",
+    "subprocess.run(['pip', 'install', 'x'], check=True)", "%%capture\n%pip install x",
 ])
 def test_each_common_way_to_install_a_package_is_found(line: str) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("%pip install in prose"),
                                          nbformat.v4.new_code_cell("x = 1"),
-                                         nbformat.v4.new_code_cell(f"import sys\n{line}")])
+                                         nbformat.v4.new_code_cell(line if line.startswith("%%") else
+                                                                   f"import sys\n{line}")])
     assert install_cells(nb) == ["cell 3 (code cell 2)"]
 
 
 @pytest.mark.parametrize("line", ["%pip list", "!pip freeze", "# install with: pip install x",
-                                  "print('pip install x')", "%pip --version"])
+                                  "print('pip install x')", "%pip --version", "x = 'then run pip install x'",
+                                  "import sys\n%%bash\npip install x"])
 def test_lines_that_install_nothing_are_not_found(line: str) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(line)])
     assert install_cells(nb) == []

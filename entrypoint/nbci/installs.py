@@ -14,12 +14,15 @@ from nbformat import NotebookNode
 
 from nbci.results import cell_label
 
-INSTALLERS = r"(?:pip3?|conda|mamba|micromamba|uv\s+pip|python3?\s+-m\s+pip)"
-INSTALL_LINE = re.compile(
-    rf"^[ \t]*[%!][ \t]*{INSTALLERS}[ \t]+install\b"  # %pip install x, !uv pip install x
-    r"|run_line_magic\(\s*['\"](?:pip|conda|mamba)['\"]\s*,\s*['\"]\s*install\b"  # a converted %pip
-    r"|['\"]-m['\"]\s*,\s*['\"]pip['\"]\s*,\s*['\"]install['\"]",  # subprocess.check_call([..., "-m", "pip", "install"])
-    re.MULTILINE)
+INSTALL = re.compile(
+    r"\b(?:pip3?|conda|mamba|micromamba|uv\s+pip)\s+install\b"  # pip install x, uv pip install x
+    r"|-m\s+pip\s+install\b"  # python -m pip install x, {sys.executable} -m pip install x
+    r"|['\"](?:pip3?|conda|mamba|-m['\"]\s*,\s*['\"]pip)['\"]\s*,\s*['\"]\s*install\b")  # ["pip", "install"], a magic's args
+SHELL_LINE = re.compile(r"^[ \t]*[%!]")  # !pip ..., %pip ..., %conda ...
+SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script|system|!)")  # a cell run by a shell
+CALL = re.compile(r"\b(?:system|run|call|check_call|check_output|Popen|getoutput|getstatusoutput|run_line_magic|"
+                  r"run_cell_magic|spawn\w*|exec\w*)\s*\(")  # os.system("pip install x"), subprocess.run([...])
+
 SHOWN = 3  # cells named in the warning; the rest are counted
 
 
@@ -31,9 +34,19 @@ def install_cells(nb: NotebookNode) -> List[str]:
             continue
         code_cell += 1
         source = cell.get("source", "")
-        if isinstance(source, str) and INSTALL_LINE.search(source):
+        if isinstance(source, str) and installs(source):
             labels.append(cell_label(index, code_cell))
     return labels
+
+
+def installs(source: str) -> bool:
+    """Whether a cell's source installs packages: in a shell cell, a shell or magic line, or a call."""
+    if not INSTALL.search(source):
+        return False
+    if SHELL_CELL.match(source):
+        return True
+    return any(INSTALL.search(line) and (SHELL_LINE.match(line) or CALL.search(line))
+               for line in source.splitlines())
 
 
 def install_warning(labels: List[str]) -> str:
