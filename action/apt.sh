@@ -2,7 +2,8 @@
 # Install the Debian/Ubuntu packages apt.txt lists (repo2docker's apt.txt): `apt.sh FILE`.
 # One package a line; blank lines and # comments are skipped. Linux runners only: elsewhere, and
 # for a line that is not a package name (nothing apt-get could read as an option), one ::error
-# line names the file and what to do. Runs apt-get through sudo when not root.
+# line names the file and what to do; so does a FILE that is a link out of the repository.
+# Runs apt-get through sudo when not root.
 set -euo pipefail
 
 file=${1:?usage: apt.sh FILE}
@@ -12,6 +13,11 @@ fail() {  # an ::error annotation; the message is escaped as workflow-command da
   echo "::error title=notebook-ci apt.txt::${message//$'\n'/%0A}"
   exit 1
 }
+
+# shellcheck source=action/contained.sh
+source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
+contained "$file"
+[ -f "$file" ] || fail "$file does not exist"
 
 if [ "$(uname -s)" != Linux ] || ! command -v apt-get >/dev/null 2>&1; then
   fail "$file lists Debian packages, and this runner ($(uname -s)) has no apt-get: run the job on ubuntu-latest, or remove $file"

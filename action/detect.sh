@@ -16,6 +16,8 @@
 #   runtime     the Python version runtime.txt asks for (python-X.Y), else empty
 #   apt         apt.txt (Debian packages to install), else empty
 #   post-build  postBuild (a script run after the environment is built), else empty
+# Each of these files and folders must be a regular file or folder inside the workspace (the current
+# folder), not a link out of it (action/contained.sh).
 # A folder that cannot be read one way fails with exit code 1 and one line on standard output:
 #   error=<what is wrong and what to do>
 set -euo pipefail
@@ -27,18 +29,21 @@ folder=${folder%/}
 at="$folder/"  # paths are printed relative like the folder given, without a leading ./
 [ "$folder" != . ] || at=""
 
-error() {
+fail() {  # one error= line, exit code 1
   echo "error=$1"
   exit 1
 }
+# shellcheck source=action/contained.sh
+source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
 
 has_table() {  # whether a TOML file has a table header [NAME] or [NAME.*] at a line's start
   grep -Eq "^[[:space:]]*\[${2//./\\.}([].])" "$1" 2>/dev/null
 }
 
+contained "$folder" "${at}binder" "${at}.binder"
 source=${at%/}
 if [ -d "$folder/binder" ] && [ -d "$folder/.binder" ]; then
-  error "${at:-./}: both binder/ and .binder/: keep one (repo2docker reads only one of them)"
+  fail "${at:-./}: both binder/ and .binder/: keep one (repo2docker reads only one of them)"
 elif [ -d "$folder/binder" ]; then
   source="${at}binder"
 elif [ -d "$folder/.binder" ]; then
@@ -50,6 +55,10 @@ in="$source/"  # the prefix of the paths printed
 [ "$source" != . ] || in=""
 layout=none
 file=""
+for name in environment.yml pixi.toml pixi.lock pyproject.toml uv.lock requirements.txt setup.py runtime.txt apt.txt \
+  postBuild; do
+  contained "${in}$name"
+done
 lock=""
 pyproject="${in}pyproject.toml"
 if [ -f "${in}environment.yml" ] && [[ $skip != *" conda "* ]]; then
@@ -73,7 +82,7 @@ runtime=""
 if [ -f "${in}runtime.txt" ]; then
   line=$(head -n 1 "${in}runtime.txt" | tr -d '[:space:]')
   [[ $line =~ ^python-([0-9]+\.[0-9]+(\.[0-9]+)?)$ ]] ||
-    error "${in}runtime.txt must read python-X.Y (e.g. python-3.11), not '${line:0:40}'"
+    fail "${in}runtime.txt must read python-X.Y (e.g. python-3.11), not '${line:0:40}'"
   runtime=${BASH_REMATCH[1]}
 fi
 apt=""

@@ -43,7 +43,8 @@
 # A bad input is reported as an ::error annotation naming it, and exit code 1: every boolean is
 # exactly true or false, retention-days 1-90, shards and shard counts 1-256, artifact-name without
 # upload-artifact's forbidden characters, working-directory, requirements and environment-file without
-# line breaks (so none reaches $GITHUB_OUTPUT).
+# line breaks (so none reaches $GITHUB_OUTPUT), and no file or folder of the repository that the action
+# reads a link out of it (action/contained.sh).
 set -euo pipefail
 
 fail() {  # an ::error annotation; the message is escaped as workflow-command data
@@ -52,6 +53,9 @@ fail() {  # an ::error annotation; the message is escaped as workflow-command da
   echo "::error title=notebook-ci invalid input::${message//$'\n'/%0A}"
   exit 1
 }
+
+# shellcheck source=action/contained.sh
+source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
 
 text_hash() {  # a short hash of standard input
   if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-12
@@ -120,6 +124,11 @@ in_workdir() {  # a path input, relative to the working directory; empty stays e
 }
 requirements=$(in_workdir "${INPUT_REQUIREMENTS-requirements.txt}")
 environment_file=$(in_workdir "${INPUT_ENVIRONMENT_FILE-environment.yml}")
+# the repository's files: none may lead out of it (an absolute path is the workflow's own choice)
+contained "$workdir"
+for path in "$requirements" "$environment_file"; do
+  [ -z "$path" ] || [[ $path == /* ]] || contained "$path"
+done
 
 mode=${INPUT_MODE:-run}
 # Text notebooks (jupytext) need the engine's text extra: installed when notebooks names such files.

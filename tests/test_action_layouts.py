@@ -427,3 +427,41 @@ def test_install_time_code_runs_without_the_runners_files_and_with_inert_output(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert_contained(proc, tmp_path, repo)
     assert "kernel<<" in (tmp_path / "github_output").read_text()  # the step's own outputs still arrive
+
+
+@posix
+@pytest.mark.parametrize("name, target", [
+    ("binder", "folder"), ("apt.txt", "file"), ("runtime.txt", "file"), ("requirements.txt", "file"),
+    ("environment.yml", "file"), ("pyproject.toml", "file"), ("postBuild", "file"),
+])
+def test_a_link_out_of_the_repository_is_one_line_error_quoting_nothing(layouts: Plan, tmp_path: Path, name, target):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = "python-3.9 SECRET-LINE"
+    (outside / "file").write_text(secret + "\n")
+    (outside / "folder").mkdir()
+    (outside / "folder" / "apt.txt").write_text(secret + "\n")
+    (layouts.workspace / name).symlink_to(outside / target)
+    proc = layouts.run()
+    assert proc.returncode == 1
+    assert proc.stdout == (f"::error title=notebook-ci invalid input::{name} is a link out of the repository: "
+                           "replace it with the file or folder itself (the action reads nothing outside the workspace)\n")
+
+
+@posix
+def test_a_link_inside_the_repository_is_read(layouts: Plan):
+    (layouts.workspace / "deps").mkdir()
+    (layouts.workspace / "deps" / "runtime.txt").write_text("python-3.10\n")
+    (layouts.workspace / "runtime.txt").symlink_to("deps/runtime.txt")
+    assert layouts()["python-version"] == "3.10"
+
+
+@posix
+def test_apt_refuses_a_link_out_of_the_repository(tmp_path: Path):
+    log = tmp_path / "apt.log"
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "apt.txt").symlink_to("/etc/passwd")
+    proc = run_script("apt.sh", tmp_path / "repo", fake_tools(tmp_path / "bin", log), "apt.txt")
+    assert proc.returncode == 1 and not log.exists()
+    assert proc.stdout.startswith("::error title=notebook-ci apt.txt::apt.txt is a link out of the repository")
+    assert "root" not in proc.stdout and len(proc.stdout.splitlines()) == 1
