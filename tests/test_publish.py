@@ -267,3 +267,18 @@ def test_the_checkouts_git_configuration_and_credentials_are_not_used(remote: Re
     assert proc.returncode == 0, proc.stderr
     assert in_checkout.returncode == 0 and in_checkout.stdout == ""  # the checkout's git would reach the decoy
     assert "index.html" in remote.files() and git(decoy, "for-each-ref") == ""
+
+
+def test_the_token_reaches_no_step_of_a_pull_requests_run():
+    import yaml
+
+    steps = yaml.safe_load((ROOT / "action.yml").read_text())["runs"]["steps"]
+    events = "contains(fromJSON('[{}]'), github.event_name)".format(", ".join(f'"{e}"' for e in publish.PUBLISH_EVENTS))
+    [publishing] = [step for step in steps if "NBCI_PUBLISH_TOKEN" in step.get("env", {})]
+    assert f"&& {events} }}}}" in publishing["if"] and "|| " not in publishing["if"]
+    [notice] = [step for step in steps if step.get("name") == "Say why nothing is published"]
+    assert notice["if"].endswith(f"&& !{events} }}}}") and "TOKEN" not in str(notice)
+    said = subprocess.run(["bash", "-c", notice["run"]], env={"EVENT": "pull_request", "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, check=True)
+    assert said.stdout == ("::notice title=notebook-ci%3A not published::publish-branch: nothing published on a "
+                           "pull_request event; only push, workflow_dispatch, schedule runs publish\n")
