@@ -15,6 +15,9 @@ Environment:
   NBCI_HTML                ``true``: also each published notebook's page and index.html
   NBCI_RESULTS             the run's results.json;  NBCI_OUTPUT_DIR  its output folder
   GITHUB_EVENT_NAME, GITHUB_SHA, GITHUB_SERVER_URL, GITHUB_RUN_ID, RUNNER_TEMP
+  GITHUB_REF_NAME, GITHUB_EVENT_PATH
+                           the branch being built and the event (its repository's default branch):
+                           neither is ever publish-branch of this repository, whose sources they hold
 Outputs: ``commit`` (the published commit; empty when skipped or unchanged).
 """
 
@@ -75,14 +78,28 @@ def target(environ: Mapping[str, str]) -> Target:
     branch = required(environ, "NBCI_PUBLISH_BRANCH")
     repository = environ.get("NBCI_PUBLISH_REPOSITORY") or required(environ, "GITHUB_REPOSITORY")
     token = environ.get("NBCI_PUBLISH_TOKEN", "")
-    if branch.startswith("-") or not valid_branch(branch):
+    if branch.startswith(("-", "refs/")) or not valid_branch(branch):
         raise StepError(f"publish-branch {wc.one_line(branch)!r} is no valid branch name: name one like gh-pages")
-    if not REPOSITORY.fullmatch(repository):
+    if not REPOSITORY.fullmatch(repository) or any(part in (".", "..") for part in repository.split("/")):
         raise StepError(f"publish-repository {wc.one_line(repository)!r} is not owner/name")
+    if repository.lower() == environ.get("GITHUB_REPOSITORY", "").lower() and branch in source_branches(environ):
+        raise StepError(f"publish-branch {wc.one_line(branch)!r} holds this repository's sources (the default branch, "
+                        "or the one being built): name a branch of its own, like gh-pages")
     if token and not TOKEN.fullmatch(token):
         raise StepError("publish-token holds characters no token has: pass the secret itself")
     server = (environ.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/")
     return Target(repository, branch, f"{server}/{repository}.git", token)
+
+
+def source_branches(environ: Mapping[str, str]) -> List[str]:
+    """The branches of this repository that hold its sources: the one being built and the default one."""
+    branches = [environ.get("GITHUB_REF_NAME", "")]
+    try:
+        event = json.loads(Path(environ["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
+        branches.append(str(event["repository"]["default_branch"]))
+    except (KeyError, TypeError, OSError, ValueError):
+        pass  # no event file, or an event without its repository: the branch being built alone
+    return [branch for branch in branches if branch]
 
 
 def valid_branch(branch: str) -> bool:
@@ -176,8 +193,11 @@ class Scratch:
 
     def remote_tip(self) -> Optional[str]:
         """The branch's commit on the remote, or None when the branch does not exist."""
-        listed = self.out("ls-remote", "--heads", "--", self.target.url, f"refs/heads/{self.target.branch}")
-        return listed.split()[0] if listed else None
+        ref = f"refs/heads/{self.target.branch}"
+        listed = self.out("ls-remote", "--heads", "--", self.target.url, ref)
+        # ls-remote matches the pattern's tail: a/refs/heads/NAME is no match for NAME
+        tips = [line.split()[0] for line in listed.splitlines() if line.split()[1:] == [ref]]
+        return tips[0] if tips else None
 
     def fetch_tip(self) -> Optional[str]:
         """Fetch the branch's newest commit (not its history); None when the branch is missing."""

@@ -221,11 +221,19 @@ def test_another_repository_is_its_own_remote(remote: Remote, tmp_path: Path):
     ({"NBCI_PUBLISH_BRANCH": "bad..name"}, "publish-branch 'bad..name' is no valid branch name"),
     ({"NBCI_PUBLISH_BRANCH": "--upload-pack=x"}, "is no valid branch name"),
     ({"NBCI_PUBLISH_REPOSITORY": "owner/notes --x"}, "publish-repository 'owner/notes --x' is not owner/name"),
+    ({"NBCI_PUBLISH_BRANCH": "refs/heads/x"}, "publish-branch 'refs/heads/x' is no valid branch name"),
+    ({"NBCI_PUBLISH_REPOSITORY": "../x"}, "publish-repository '../x' is not owner/name"),
+    ({"NBCI_PUBLISH_REPOSITORY": "owner/."}, "publish-repository 'owner/.' is not owner/name"),
+    ({"NBCI_PUBLISH_BRANCH": "feature", "GITHUB_REF_NAME": "feature"},
+     "publish-branch 'feature' holds this repository's sources"),
+    ({"NBCI_PUBLISH_BRANCH": "trunk", "GITHUB_EVENT_PATH": "EVENT"}, "publish-branch 'trunk' holds this repository's"),
     ({"NBCI_PUBLISH_TOKEN": "a b\n::x"}, "publish-token holds characters no token has"),
     ({"NBCI_PUBLISH_NOTEBOOKS": "some"}, "publish-notebooks must be passed or all, not 'some'"),
 ])
 def test_bad_inputs_fail_with_one_clear_line(remote: Remote, inputs: Dict[str, str], says: str):
-    proc = remote.publish(**inputs)
+    event = remote.tmp_path / "event.json"
+    event.write_text('{"repository": {"default_branch": "trunk"}}')
+    proc = remote.publish(**{key: str(event) if value == "EVENT" else value for key, value in inputs.items()})
     assert proc.returncode == 1
     [error] = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
     assert says in error
@@ -282,3 +290,20 @@ def test_the_token_reaches_no_step_of_a_pull_requests_run():
                           capture_output=True, text=True, check=True)
     assert said.stdout == ("::notice title=notebook-ci%3A not published::publish-branch: nothing published on a "
                            "pull_request event; only push, workflow_dispatch, schedule runs publish\n")
+
+
+def test_the_branch_is_found_by_its_exact_name_not_a_tail(remote: Remote):
+    remote.publish(NBCI_PUBLISH_BRANCH="a/refs/heads/executed")
+    before = remote.log("a/refs/heads/executed")
+    proc = remote.publish()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [entry] = remote.log()
+    assert entry.split("|")[0].split(" ", 1)[1] == ""  # an orphan of its own, not on the other's tip
+    assert remote.log("a/refs/heads/executed") == before
+
+
+def test_the_same_branch_of_another_repository_is_published(remote: Remote):
+    proc = remote.publish(NBCI_PUBLISH_BRANCH="main", GITHUB_REF_NAME="main", GITHUB_REPOSITORY="owner/sources",
+                          NBCI_PUBLISH_REPOSITORY="owner/notes")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(remote.files("main")) == sorted(PASSED + ["index.html"])
