@@ -401,15 +401,31 @@ def assert_contained(proc: subprocess.CompletedProcess, tmp_path: Path, repo: Pa
     assert commands == [], commands
 
 
-@posix
-def test_post_build_runs_without_the_runners_files_and_with_inert_output(tmp_path: Path):
+def post_build(tmp_path: Path, **selection: str) -> Tuple[Path, subprocess.CompletedProcess]:
+    """A repository with a hostile binder/postBuild and one notebook, and post_build.py run on it."""
     repo = tmp_path / "repo"
     (repo / "binder").mkdir(parents=True)
     (repo / "binder" / "postBuild").write_text(HOSTILE)
-    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable}
+    (repo / "a.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable, "NBCI_ENGINE": str(ROOT / ".venv" / "bin" / "nbci"),
+           "NBCI_DURATIONS": str(tmp_path / "none"), **selection}
     proc = run_script("in_env.sh", repo, env, "python", str(ACTION / "post_build.py"), str(repo / "binder" / "postBuild"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return repo, proc
+
+
+@posix
+def test_post_build_runs_without_the_runners_files_and_with_inert_output(tmp_path: Path):
+    repo, proc = post_build(tmp_path, NBCI_SHARD="1/1")
     assert_contained(proc, tmp_path, repo)
+
+
+@posix
+@pytest.mark.parametrize("selection", [{"NBCI_EXCLUDE": "*.ipynb"}, {"NBCI_SHARD": "2/2"}])
+def test_post_build_runs_only_when_notebooks_will(tmp_path: Path, selection: Dict[str, str]):
+    repo, proc = post_build(tmp_path, **selection)
+    assert not (repo / "ran").exists()
+    assert "no notebook to run in this job: postBuild is not run" in proc.stdout
 
 
 @posix
