@@ -165,3 +165,12 @@ def test_summary_appends(tmp_path: Path):
     wc.append_summary(path, "# one\n")
     wc.append_summary(path, "two ✅\n")
     assert path.read_text(encoding="utf-8") == "# one\ntwo ✅\n"
+
+
+def test_nbcis_own_error_lines_carry_no_terminal_controls_from_a_name(project) -> None:
+    """A file name in nbci's own one-line messages: no hyperlink, hidden text or carriage return reaches the log."""
+    name = "nope\x1b]8;;http://evil/\x07x\x1b[8m\r.ipynb"
+    run = project.run("run", name)
+    assert run.code == 2 and "nbci: error: no notebooks match nopex\\r.ipynb" in run.stderr
+    assert not re.search("[\x1b\x07\x9b\r]", run.stderr)
+    assert wc.one_line("a\x1b[31mred\x1b[0m \x9b2J") == "ared \\x9b2J"

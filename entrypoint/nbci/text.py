@@ -5,6 +5,12 @@ from __future__ import annotations
 import re
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, line clears
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks (to BEL or ST; unterminated, to the end)
+    r"|\x1b[ -/]*[0-~]"  # any other two- or three-character escape
+)
+CONTROL = re.compile("[\x1b\x9b\r]")
 
 
 def clip(text: str, limit: int) -> str:
@@ -21,3 +27,8 @@ def escape_surrogates(json_text: str) -> str:
     """JSON text with each lone surrogate (which UTF-8 cannot hold) written as its ``\\uXXXX`` escape,
     as the file it was read from had it."""
     return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", json_text)
+
+
+def no_controls(text: str) -> str:
+    """``text`` with no escape sequence and no escape character, CSI or carriage return left in it."""
+    return CONTROL.sub(lambda found: repr(found.group())[1:-1], ESCAPE_SEQUENCE.sub("", text))

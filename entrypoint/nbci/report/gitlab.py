@@ -15,19 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Union
 
 from nbci.report.workflow_commands import CommandLog
+from nbci.text import no_controls
 
-ESCAPE_SEQUENCE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, line clears
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks (to BEL or ST; unterminated, to the end)
-    r"|\x1b[ -/]*[0-~]"  # any other two- or three-character escape
-)
-CONTROL = re.compile("[\x1b\x9b\r]")
 CLEAR_LINE = "\x1b[0K"
 
 
@@ -39,11 +33,6 @@ def enabled(environ: Mapping[str, str]) -> bool:
     return environ.get("GITLAB_CI") == "true"
 
 
-def inert(text: str) -> str:
-    """``text`` with no escape sequence and no escape character, CSI or carriage return left in it."""
-    return CONTROL.sub(lambda found: repr(found.group())[1:-1], ESCAPE_SEQUENCE.sub("", text))
-
-
 @dataclass
 class GitLabLog:
     """The job log in GitLab mode: ``log`` given only inert text, plus nbci's own sections."""
@@ -52,15 +41,15 @@ class GitLabLog:
     _numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def write(self, text: str) -> None:
-        """Write ``text`` made inert (see ``inert``)."""
-        self.log.write(inert(text))
+        """Write ``text`` made inert (see ``nbci.text.no_controls``)."""
+        self.log.write(no_controls(text))
 
     @contextlib.contextmanager
     def section(self, header: str, collapsed: bool = True) -> Iterator[None]:
         """A collapsible section titled ``header`` (made inert, one line) around what is written inside."""
         name = f"nbci_{next(self._numbers)}"
         option = "[collapsed=true]" if collapsed else ""
-        title = inert(header).replace("\n", " ")
+        title = no_controls(header).replace("\n", " ")
         self.log.write(f"{CLEAR_LINE}section_start:{int(time.time())}:{name}{option}\r{CLEAR_LINE}{title}\n")
         try:
             yield

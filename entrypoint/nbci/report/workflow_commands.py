@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, TextIO, Tuple, Union
 
 from nbci.report import printable
-from nbci.text import clip
+from nbci.text import clip, no_controls
 
 Property = Union[str, int, None]
 
@@ -60,8 +60,9 @@ def no_command(text: str) -> str:
 
 
 def one_line(text: str, limit: int = LINE_CHARS) -> str:
-    """``text`` as one line that is no command: line breaks shown as escapes, clipped to ``limit``."""
-    flat = LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], text)
+    """``text`` as one line that is no command and no terminal control: line breaks shown as escapes,
+    escape sequences dropped (``no_controls``), clipped to ``limit``."""
+    flat = LINE_BREAKS.sub(lambda match: repr(match.group())[1:-1], no_controls(text))
     return no_command(clip(flat, limit))
 
 
