@@ -196,8 +196,11 @@ def test_huge_display_output_becomes_a_note(project: Project) -> None:
 
 
 def test_a_message_over_the_cap_is_refused_and_the_run_goes_on(project: Project) -> None:
-    project.write("flood.ipynb", "import sys\nsys.stdout.write('w' * (70 * 2**20))\nsys.stdout.flush()",
-                  "print('after')")
+    decoy = ("k = get_ipython().kernel\n"  # a message claiming another parent, just before the flood
+             "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'decoy'},\n"
+             "               parent={'header': {'msg_id': 'made-up', 'msg_type': 'execute_request'}})\n")
+    project.write("flood.ipynb", decoy + "import sys\nfor _ in range(3):\n"
+                  "    sys.stdout.write('w' * (70 * 2**20))\n    sys.stdout.flush()", "print('after')")
     run = project.run("run")
     assert run.code == 0, run.stdout
     cells = run.executed("flood.ipynb").cells

@@ -17,7 +17,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 import nbformat
 from nbclient import NotebookClient
@@ -218,10 +218,12 @@ class NbciClient(NotebookClient):
         self.left_out = 0  # messages left out of the executed copy (the first few get a warning each)
         self._kept_chars = 0  # characters of output kept in the executed copy so far, all cells
         self._stream_chars: Dict[int, int] = {}
+        self._reset_cells: Set[int] = set()  # cells warned about a dropped output connection
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
                cell_index: int) -> Optional[NotebookNode]:
-        if msg.get("msg_id") == RESET_ID:
+        if msg.get("msg_id") == RESET_ID and cell_index not in self._reset_cells:
+            self._reset_cells.add(cell_index)  # one warning per cell, however many resets
             self.watch.warnings.append(f"cell {cell_index + 1}: {msg['content']['text'].strip()}")
         remaining = NOTEBOOK_OUTPUT_CAP - self._kept_chars
         size = output_size(msg.get("content", {}))

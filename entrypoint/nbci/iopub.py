@@ -83,8 +83,18 @@ def connect_bounded(client: AsyncKernelClient) -> None:
         socket.connect(client._make_url("iopub"))
         return socket
 
+    execute = client.execute
+
+    def execute_noted(*args: Any, **kwargs: Any) -> Any:
+        """Send an execute request; a note about a dropped connection goes to the cell it runs."""
+        msg_id = execute(*args, **kwargs)
+        if isinstance(msg_id, str) and isinstance(client._iopub_channel, BoundedIOPubChannel):
+            client._iopub_channel.parent = {"msg_id": msg_id, "msg_type": "execute_request"}
+        return msg_id
+
     client.iopub_channel_class = BoundedIOPubChannel
     client.connect_iopub = connect_iopub  # type: ignore[method-assign]
+    client.execute = execute_noted  # type: ignore[method-assign]
 
 
 class BoundedIOPubChannel(AsyncZMQSocketChannel):
@@ -95,7 +105,7 @@ class BoundedIOPubChannel(AsyncZMQSocketChannel):
     def __init__(self, socket: zmq.asyncio.Socket, session: Any, loop: Any = None) -> None:
         super().__init__(socket, session, loop)
         self.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        self.parent: Dict[str, Any] = {}  # the parent header of the last message, for a note about a reset
+        self.parent: Dict[str, Any] = {}  # the header of the last execute request sent, for a note about a reset
 
     async def get_msg(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """The next message, or a note when the connection dropped; ``Empty`` after ``timeout``."""
@@ -104,9 +114,7 @@ class BoundedIOPubChannel(AsyncZMQSocketChannel):
         poller.register(self.monitor, zmq.POLLIN)
         ready = dict(await poller.poll(None if timeout is None else int(timeout * 1000)))
         if self.socket in ready:
-            msg = await self._recv()
-            self.parent = msg.get("parent_header") or {}
-            return msg
+            return await self._recv()
         if self.monitor in ready:
             parse_monitor_message(await self.monitor.recv_multipart())
             self.reconnect()
