@@ -10,7 +10,7 @@ decoded to pixels. Masks (``DEFAULT_MASKS``, then the user's) are applied to bot
 
 The masks of a settings file or an nbval sanitize file are the repository's regular expressions,
 which a pull request can make backtrack for hours: work that uses them runs in a child process
-(``bounded``, then ``isolated``) killed after ``MASK_SECONDS``.
+(``bounded``, then ``isolated``: ``nbci.child``) killed after ``MASK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import json
 import os
 import re
 import stat
-import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from nbci import child
 from nbci.errors import ConfigError
 from nbci.files import NOFOLLOW, NONBLOCK, inside
 from nbci.notebook_json import Span, cell_spans, json_like, spliced
@@ -114,27 +113,22 @@ def isolated(function: str, environ: Mapping[str, str], committed: Any, executed
              *more: Any) -> Any:
     """``check_outputs`` or ``updated_source`` in a child process killed after ``MASK_SECONDS`` (JSON in
     and out); ``MasksTooSlow`` when it was."""
-    payload = json.dumps({"function": function, "args": [committed, executed, asdict(options), *more]}, default=str)
     try:
-        child = subprocess.run([sys.executable, "-m", "nbci.outputs"], input=payload, capture_output=True, text=True,
-                               encoding="utf-8", timeout=MASK_SECONDS,
-                               env={**environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-    except subprocess.TimeoutExpired:
+        answer = child.call("nbci.outputs:child_call", [function, committed, executed, asdict(options), *more],
+                            MASK_SECONDS, environ)
+    except child.ChildTimeout:
         raise MasksTooSlow(f"the output masks took over {MASK_SECONDS:g} s on this notebook's outputs: "
                            "simplify the regular expressions of the settings file's output-masks "
                            "and of the --nbval-sanitize-with file") from None
-    if child.returncode != 0:
-        raise RuntimeError(f"comparing outputs failed: {child.stderr.strip()[-500:]}")
-    answer = json.loads(child.stdout)
+    except child.ChildFailed as exc:
+        raise RuntimeError(f"comparing outputs failed: {exc}") from None
     return OutputCheck.from_json(answer) if function == "check_outputs" else answer
 
 
-def main() -> None:
-    """The child of ``isolated``: one call read from stdin, its answer written to stdout as JSON."""
-    request = json.loads(sys.stdin.read())
-    committed, executed, options, *more = request["args"]
-    answer = implementation(request["function"])(committed, executed, CheckOptions.from_json(options), *more)
-    sys.stdout.write(json.dumps(asdict(answer) if isinstance(answer, OutputCheck) else answer))
+def child_call(function: str, committed: Any, executed: Any, options: Dict[str, Any], *more: Any) -> Any:
+    """The child's side of ``isolated``: ``function`` on the JSON arguments, its answer as JSON."""
+    answer = implementation(function)(committed, executed, CheckOptions.from_json(options), *more)
+    return asdict(answer) if isinstance(answer, OutputCheck) else answer
 
 
 @dataclass(frozen=True)
@@ -569,6 +563,3 @@ def replace_in(directory: int, name: str, data: bytes, info: os.stat_result) -> 
             pass
         raise
 
-
-if __name__ == "__main__":
-    main()
