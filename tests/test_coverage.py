@@ -294,3 +294,122 @@ def test_only_well_formed_contributions_are_combined():
     for bad in (None, [], {"files": []}, {"files": {"a.py": ["1"]}}, {"files": {"a.py": [[1, 2, 3]]}},
                 {"files": {"a.py": [True]}}, {"files": {1: [1]}}):
         assert not is_contribution(bad)
+
+
+ENDLESS_VIEW = '''
+import sqlite3
+db = sqlite3.connect(path)
+db.executescript("""
+create table coverage_schema (version integer); insert into coverage_schema values (7);
+create table meta (key text, value text, unique (key));
+insert into meta values ('sys_argv', '[]'), ('version', '7.0'), ('has_arcs', '0');
+create view file as with recursive c(x) as (select 1 union all select x + 1 from c) select 'p' as path, 1 as id
+    from c where x < 0;
+create table context (id integer primary key, context text, unique (context));
+create table line_bits (file_id integer, context_id integer, numbits blob, unique (file_id, context_id));
+create table arc (file_id integer, context_id integer, fromno integer, tono integer,
+    unique (file_id, context_id, fromno, tono));
+create table tracer (file_id integer primary key, tracer text);
+""")
+db.commit()
+db.close()
+'''
+
+
+def test_a_data_file_whose_query_never_ends_costs_only_its_own_coverage(project):
+    make_project(project, {"nbs/endless.ipynb": [TAMPER + ENDLESS_VIEW], "nbs/add.ipynb": ["mylib.add(1, 2)"]})
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib")
+    assert run.code == 0, run.stderr
+    coverage = run.result("nbs/endless.ipynb")["coverage"]
+    assert coverage["state"] == "missing" and "coverage data unreadable" in coverage["note"]
+    assert_same_as_script(run, project, {"nbs/add.ipynb": ["mylib.add(1, 2)"]})
+
+
+def test_report_settings_that_backtrack_forever_are_one_clear_line(project):
+    make_project(project)
+    with (project.root / "mylib" / "__init__.py").open("a") as handle:
+        handle.write(f"\n\nLETTERS = '{'a' * 50}b'\n")
+    (project.root / ".coveragerc").write_text("[run]\nsource = mylib\n[report]\nexclude_lines = (a+)+$\n")
+    run = project.run("run", "nbs", "--coverage")
+    assert run.code == 3
+    errors = [line for line in run.stderr.splitlines() if line.startswith("nbci: error:")]
+    assert len(errors) == 1 and "the coverage report failed (took over" in errors[0] and "exclude_lines" in errors[0]
+    assert all(nb["status"] == "passed" for nb in run.results["notebooks"])
+    assert not (run.output_dir / "coverage.json").exists()
+
+
+HANDSHAKE = '''import os, time
+
+
+def wait_for(name):
+    deadline = time.monotonic() + 120
+    while not os.path.exists(name) and time.monotonic() < deadline:
+        time.sleep(0.01)
+'''
+OVERWRITE_OTHERS = HANDSHAKE + '''
+from coverage import CoverageData
+measurement = [c for c in ().__class__.__base__.__subclasses__() if c.__qualname__ == "Measurement"][0]
+mine = measurement.cov.config.data_file
+folders = [os.path.dirname(mine), os.path.dirname(os.path.dirname(mine))]
+claim = {os.path.abspath("../mylib/__init__.py"): [12, 13, 14, 15]}
+
+
+def overwrite_every_data_file():
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if path != mine and name.endswith(".data") and os.path.isfile(path):
+                data = CoverageData(basename=path)
+                data.add_lines(claim)
+                data.write()
+
+
+wait_for("victim-measured")  # the victim's kernel has written its data file and not yet saved
+overwrite_every_data_file()
+open("attacker-done", "w").close()
+'''
+
+
+def test_a_notebook_cannot_find_another_notebooks_data_file(project):
+    calls = {"nbs/victim.ipynb": ["mylib.add(1, 2)", HANDSHAKE + "open('victim-measured', 'w').close()\n"
+                                  "wait_for('attacker-done')"]}
+    make_project(project, {**calls, "nbs/attacker.ipynb": [OVERWRITE_OTHERS]})
+    run = project.run("run", "nbs", "--coverage", "--coverage-source", "mylib", "--jobs", "2")
+    assert run.code == 0, run.stderr
+    assert run.result("nbs/victim.ipynb")["coverage"]["files"] == {"mylib/__init__.py": 4}
+    assert_same_as_script(run, project, {"nbs/victim.ipynb": ["mylib.add(1, 2)"]})
+
+
+def test_a_cached_run_reports_a_new_source_file_as_a_fresh_run_does(project):
+    make_project(project)
+    args = ("run", "nbs", "--coverage", "--coverage-source", "mylib")
+    assert project.run(*args, "--cache-dir", ".cache").code == 0
+    (project.root / "mylib" / "newmod.py").write_text("def later():\n    return 2\n")
+    warm = project.run(*args, "--cache-dir", ".cache")
+    assert warm.results["summary"]["cached"] == 2, warm.stdout
+    warm_json = json.loads((warm.output_dir / "coverage.json").read_text())
+    fresh = project.run(*args)
+    fresh_json = json.loads((fresh.output_dir / "coverage.json").read_text())
+    assert "newmod.py" in lines_by_file(fresh_json)
+    assert lines_by_file(warm_json) == lines_by_file(fresh_json)
+    assert warm_json["totals"]["num_statements"] == fresh_json["totals"]["num_statements"]
+
+
+def test_cached_line_numbers_past_the_end_of_the_file_are_dropped(project):
+    make_project(project)
+    args = ("run", "nbs", "--coverage", "--coverage-source", "mylib", "--cache-dir", ".cache")
+    cold = project.run(*args)
+    for entry in (project.root / ".cache").rglob("*.json"):
+        stored = json.loads(entry.read_text())
+        if isinstance(stored, dict) and "coverage_data" in stored.get("result", {}):
+            stored["result"]["coverage_data"]["files"]["mylib/__init__.py"].append(2**40)
+            entry.write_text(json.dumps(stored))
+    warm = project.run(*args)
+    assert warm.code == 0, warm.stderr
+    assert warm.results["summary"]["cached"] == 2
+    assert warm.stderr.count("line numbers past the end of their file") == 1
+    assert warm.results["summary"]["coverage"] == cold.results["summary"]["coverage"]

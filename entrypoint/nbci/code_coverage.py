@@ -2,35 +2,47 @@
 
 A silent request starts coverage.py (from the kernel's own environment) before the first cell, in
 globals of its own, so nothing enters the notebook's namespace, history or execution counts; the
-data file goes to nbci's own temporary folder, one file per attempt. After each cell an IPython
+data file goes to a folder of its own, one per attempt, named at random inside nbci's temporary folder
+(which only nbci may list), so that no notebook finds another's. After each cell an IPython
 ``post_run_cell`` hook stores what was measured so far, so a kernel killed later keeps the lines of
 every finished cell; after the last cell (or a cell timeout, once the kernel is interrupted) a
 second silent request stops and saves. Only the final attempt of a retried notebook counts.
 
-The data file is the kernel's and so the notebook's: it is read bounded (a regular file inside the
-folder, never through a link), and only lines of files whose real path is inside the working
+The data file is the kernel's and so the notebook's: it is read bounded (a regular file, never through a
+link, read by a child process with a time and a memory limit: an SQLite file may hold a query that
+never ends), and only lines of files whose real path is inside the working
 directory are kept, as paths relative to it: that contribution travels with the result (helpers,
 the execution cache). The coordinator combines every notebook's contribution into ``coverage.data``
-and writes ``coverage.xml`` (Cobertura), ``coverage.json`` and, with ``--html``, ``coverage/``.
+and writes ``coverage.xml`` (Cobertura), ``coverage.json`` and, with ``--html``, ``coverage/``, in a
+child process too (the repository's ``exclude_lines`` are regular expressions). The files reported are
+those the notebooks ran plus the Python files of the source folders as they are at report time, so that
+a result from the execution cache reports what a fresh run would; line numbers past a file's end are
+dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import secrets
 import shutil
+import sys
 import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from nbci import child
 from nbci.errors import ConfigError
 from nbci.files import NOFOLLOW, NONBLOCK, inside
 
 MODULE = "_nbci_coverage"  # the name the measurement's globals carry in the kernel
 MAX_DATA_BYTES = 256 * 2**20  # a kernel's data file larger than this is not read
+READ_SECONDS = 30.0  # for a child process to read one kernel's data file
+REPORT_SECONDS = 60.0  # for a child process to write the reports
 CONFIG_FILES = (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")  # coverage.py's own order
 SOURCE_SUFFIXES = (".py", ".pyw")  # what a kernel's data may name: the reports quote these files
 CELL_FILES = "*/ipykernel_[0-9]*/*"  # where ipykernel compiles cells: never reported
@@ -88,6 +100,7 @@ class Sources:
 
     source: List[str]
     report_options: Dict[str, Any] = field(default_factory=dict)
+    omit: List[str] = field(default_factory=list)  # the config's ``run:omit``, as the kernels apply it
 
     def portable(self, root: Path) -> List[str]:
         """``source`` with folders relative to ``root``: the same in every checkout (for cache keys)."""
@@ -123,7 +136,7 @@ def resolve_sources(root: Path, given: List[str]) -> Sources:
     named = list(given) or (list(config.source or []) + list(config.source_pkgs or []) if config else [])
     source = [str(root / item) if (root / item).is_dir() else item for item in named] or [str(root)]
     options = {name: config.get_option(name) for name in REPORT_OPTIONS} if config else {}
-    return Sources(source, options)
+    return Sources(source, options, list(config.run_omit or []) if config else [])
 
 
 def start_code(data_file: Path, sources: Sources, root: Path) -> str:
@@ -133,9 +146,27 @@ def start_code(data_file: Path, sources: Sources, root: Path) -> str:
             f"{{'__name__': {MODULE!r}, '__builtins__': __import__('builtins').__dict__.copy()}})")
 
 
-def data_file_for(folder: Path, index: int, attempt: int) -> Path:
-    """Where the kernel of attempt ``attempt`` at job ``index`` writes its data."""
-    return folder / f"{index}.{attempt}.data"
+def data_folder() -> Path:
+    """A new folder for the run's data files that only nbci may list (its owner may not read it)."""
+    folder = Path(tempfile.mkdtemp(prefix="nbci-coverage-"))
+    folder.chmod(0o300)
+    return folder
+
+
+def remove_data_folder(folder: Path) -> None:
+    """Remove ``data_folder``'s folder and everything in it."""
+    try:
+        folder.chmod(0o700)
+    except OSError:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def data_file_for(folder: Path) -> Path:
+    """Where one attempt's kernel writes its data: in a new folder of ``folder`` with a random name."""
+    private = folder / secrets.token_hex(16)
+    private.mkdir(mode=0o700)
+    return private / "data"
 
 
 def start_problem(content: Dict[str, Any], kernel: str) -> str:
@@ -150,22 +181,39 @@ def start_problem(content: Dict[str, Any], kernel: str) -> str:
 def read_contribution(data_file: Path, root: Path) -> Dict[str, Any]:
     """A kernel's data file as ``{"branch": bool, "files": {relative path: lines or arcs}}``, files inside
     ``root`` only; ``OSError`` or ``ValueError`` when it is missing, not a regular file, too large or broken."""
-    from coverage import CoverageData
-
     private = Path(tempfile.mkdtemp(prefix="nbci-coverage-read-"))
     try:
         copy = private / "data"
         copy_bounded(data_file, copy)
-        data = CoverageData(basename=str(copy))
         try:
-            data.read()
-            return contribution(data, root)
-        except Exception as exc:
-            raise ValueError(f"not a coverage.py data file ({type(exc).__name__})") from None
-        finally:
-            data.close()
+            contributed = child.call(f"{__name__}:read_copy", [str(copy), str(root)], READ_SECONDS)
+        except child.ChildTimeout as exc:
+            raise ValueError(f"coverage data unreadable: reading it {exc}") from None
+        except child.ChildFailed as exc:
+            raise ValueError(f"coverage data unreadable: not a coverage.py data file "
+                             f"({str(exc).partition(':')[0][:80]})") from None
+        if not is_contribution(contributed):
+            raise ValueError("not a coverage.py data file")
+        return contributed
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def read_copy(data_path: str, root: str) -> Dict[str, Any]:
+    """The child's side of ``read_contribution``: what the data file at ``data_path`` measured;
+    ``ValueError`` for a database with views or triggers (coverage.py's schema has none)."""
+    import sqlite3
+    from coverage import CoverageData
+
+    with contextlib.closing(sqlite3.connect(Path(data_path).as_uri() + "?mode=ro", uri=True)) as db:
+        if db.execute("SELECT count(*) FROM sqlite_master WHERE type IN ('view', 'trigger')").fetchone()[0]:
+            raise ValueError("a database with views or triggers")
+    data = CoverageData(basename=data_path)
+    try:
+        data.read()
+        return contribution(data, Path(root))
+    finally:
+        data.close()
 
 
 def copy_bounded(source: Path, target: Path) -> None:
@@ -218,14 +266,24 @@ def closing_line(total: Dict[str, Any]) -> str:
 def report(config: Any, run: Any) -> List[str]:
     """Combine every notebook's contribution into ``coverage.data``, write the reports, set
     ``run.coverage``; return the run's problems (kernels without coverage.py), one line each."""
-    out, root = config.output_dir, config.root
-    contributions = [sources_only(result.coverage_data, root) for result in run.notebooks
-                     if is_contribution(result.coverage_data)]
+    out, root, problems = config.output_dir, config.root, []
+    contributions = [result.coverage_data for result in run.notebooks if is_contribution(result.coverage_data)]
+    lengths = line_counts(contributions, root)
+    contributions = [within(contributed, lengths) for contributed in contributions]
+    if sum(dropped for _, dropped in contributions):
+        print("nbci: warning: --coverage: line numbers past the end of their file (from a kernel's data or the "
+              "execution cache) were dropped", file=sys.stderr)
     private = Path(tempfile.mkdtemp(prefix=".coverage-", dir=out))  # written here, then renamed into place
     try:
-        files = combine(contributions, root, private / DATA_FILE)
-        percent, covered, statements, reports = (write_reports(private, config.coverage_sources, config.html)
-                                                 if files else (0.0, 0, 0, {}))
+        files = combine([c for c, _ in contributions], root, private / DATA_FILE,
+                        source_files(config.coverage_sources, root))
+        try:
+            percent, covered, statements, reports = (write_reports(private, config.coverage_sources, config.html)
+                                                     if files else (0.0, 0, 0, {}))
+        except (child.ChildTimeout, child.ChildFailed) as exc:
+            percent, covered, statements, reports, files = 0.0, 0, 0, {}, 0
+            problems.append(f"--coverage: the coverage report failed ({exc}): simplify the report settings "
+                            "(exclude_lines, exclude_also, partial_branches) of the repository's coverage config")
         publish(private, out)
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -235,14 +293,48 @@ def report(config: Any, run: Any) -> List[str]:
                     "reports": {**reports, "data": DATA_FILE} if files else {},
                     "fail_under": config.coverage_fail_under, "ok": ok,
                     "incomplete_notebooks": [path for path, state in states if state.get("state") != COMPLETE]}
-    return sorted({state["note"] for _, state in states if NOT_INSTALLED in str(state.get("note"))})
+    return problems + sorted({state["note"] for _, state in states if NOT_INSTALLED in str(state.get("note"))})
 
 
-def sources_only(contributed: Dict[str, Any], root: Path) -> Dict[str, Any]:
-    """``contributed`` without the files that are not, now, Python files inside ``root`` (checked again
-    as the reports are about to read them: a notebook may have replaced one by a link)."""
-    files = {path: hits for path, hits in contributed["files"].items() if is_source(root / path, root)}
-    return {**contributed, "files": files}
+def line_counts(contributions: List[Dict[str, Any]], root: Path) -> Dict[str, int]:
+    """The lines of each file the contributions name that is, now, a Python file inside ``root`` (checked
+    again as the reports are about to read them: a notebook may have replaced one by a link)."""
+    paths = {path for contributed in contributions for path in contributed["files"]}
+    return {path: line_count(root / path) for path in sorted(paths) if is_source(root / path, root)}
+
+
+def line_count(path: Path) -> int:
+    """How many lines the file at ``path`` has (0 when it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            return 1 + sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(2**20), b""))
+    except OSError:
+        return 0
+
+
+def within(contributed: Dict[str, Any], lengths: Dict[str, int]) -> Tuple[Dict[str, Any], int]:
+    """``contributed`` with only the files of ``lengths`` and the hits inside their lines; how many hits
+    were dropped for naming a line past the end."""
+    branch, files, dropped = bool(contributed.get("branch")), {}, 0
+    for path, hits in contributed["files"].items():
+        if path in lengths:
+            files[path] = [hit for hit in hits if all(abs(line) <= lengths[path] for line in (hit if branch else [hit]))]
+            dropped += len(hits) - len(files[path])
+    return {**contributed, "files": files}, dropped
+
+
+def source_files(sources: Sources, root: Path) -> List[str]:
+    """The Python files of the source folders as they are now, relative to ``root``: those coverage.py
+    reports at 0% when no notebook ran them (the config's ``omit`` applies)."""
+    from coverage.files import GlobMatcher, find_python_files
+
+    patterns = [p if p.startswith(("*", "?")) else os.path.join(root, p) for p in sources.omit + [CELL_FILES]]
+    omit, found = GlobMatcher(patterns), set()
+    for folder in (item for item in sources.source if os.path.isabs(item) and os.path.isdir(item)):
+        for path in find_python_files(folder, False):
+            if not omit.match(path) and is_source(Path(path), root):
+                found.add(Path(os.path.realpath(path)).relative_to(root).as_posix())
+    return sorted(found)
 
 
 def is_source(path: Path, root: Path) -> bool:
@@ -278,8 +370,9 @@ def is_hit(hit: Any) -> bool:
     return isinstance(hit, int) and not isinstance(hit, bool)
 
 
-def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path) -> int:
-    """Write every contribution into one coverage.py data file; return the files it holds."""
+def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path, unrun: List[str]) -> int:
+    """Write every contribution into one coverage.py data file, with the ``unrun`` files at 0% when any
+    line ran; return the files it holds."""
     from coverage import CoverageData
 
     data = CoverageData(basename=str(data_path))
@@ -290,21 +383,30 @@ def combine(contributions: List[Dict[str, Any]], root: Path, data_path: Path) ->
         files = {str(root / path): [tuple(hit) if branch else hit for hit in hits]
                  for path, hits in contributed["files"].items()}
         (data.add_arcs if branch else data.add_lines)({path: hits for path, hits in files.items() if hits})
-    measured = {path for contributed in contributions for path in contributed["files"]}
-    if data.measured_files() and measured:  # files no notebook ran a line of: reported at 0%
+    measured = {path for contributed in contributions for path in contributed["files"]} | set(unrun)
+    if data.measured_files():  # files no notebook ran a line of: reported at 0%
         data.touch_files([str(root / path) for path in sorted(measured)])
     data.write()
     return len(data.measured_files())
 
 
 def write_reports(out: Path, sources: Sources, html: bool) -> Tuple[float, int, int, Dict[str, str]]:
-    """Cobertura XML, JSON and (``html``) an HTML report in ``out`` from its ``DATA_FILE``; the total
-    percentage, covered lines, statements and the reports' paths relative to ``out``. The repository's
-    config adds only its report settings: nothing of it runs or names files in nbci's process."""
+    """Cobertura XML, JSON and (``html``) an HTML report in ``out`` from its ``DATA_FILE``, written by a
+    child process (``REPORT_SECONDS``); the total percentage, covered lines, statements and the reports'
+    paths relative to ``out``. The repository's config adds only its report settings: nothing of it runs
+    or names files in nbci's process."""
+    percent, covered, statements, reports = child.call(f"{__name__}:reports_in",
+                                                       [str(out), sources.report_options, html], REPORT_SECONDS)
+    return float(percent), int(covered), int(statements), {str(k): str(v) for k, v in dict(reports).items()}
+
+
+def reports_in(folder: str, options: Dict[str, Any], html: bool) -> List[Any]:
+    """The child's side of ``write_reports``: the reports written, with the totals as a list."""
     import coverage
 
+    out = Path(folder)
     cov = coverage.Coverage(data_file=str(out / DATA_FILE), config_file=False)
-    for name, value in sources.report_options.items():
+    for name, value in options.items():
         if value not in (None, []):
             cov.set_option(name, value)
     cov.load()
@@ -316,4 +418,4 @@ def write_reports(out: Path, sources: Sources, html: bool) -> Tuple[float, int, 
         cov.html_report(directory=str(out / "coverage"), ignore_errors=True)
     percent = cov.report(file=io.StringIO(), ignore_errors=True)
     totals = json.loads((out / reports["json"]).read_text(encoding="utf-8")).get("totals", {})
-    return percent, int(totals.get("covered_lines", 0)), int(totals.get("num_statements", 0)), reports
+    return [percent, int(totals.get("covered_lines", 0)), int(totals.get("num_statements", 0)), reports]

@@ -12,15 +12,13 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import signal
-import tempfile
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, List, Mapping, Optional, Sequence
 
 from nbci.changes import select_changed
+from nbci.code_coverage import data_folder, remove_data_folder
 from nbci.code_coverage import report as report_coverage
 from nbci.config import Config
 from nbci.discover import find
@@ -166,7 +164,7 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
         paths = narrow(config, found)
         prepare_output_dir(config, paths)
         if config.coverage:
-            config.coverage_dir = Path(tempfile.mkdtemp(prefix="nbci-coverage-"))
+            config.coverage_dir = data_folder()
         reporters = make_reporters(config, environ, log)
         scheduler = Scheduler(config, reporters)
         outcome = Outcome(RunResult([]))
@@ -181,7 +179,7 @@ def run_notebooks(config: Config, environ: Mapping[str, str]) -> int:
             outcome.problems.extend(notebook_problems(outcome.run))
             write_reports(config, outcome, reporters)
             if config.coverage_dir is not None:
-                shutil.rmtree(config.coverage_dir, ignore_errors=True)
+                remove_data_folder(config.coverage_dir)
         for problem in outcome.problems:
             print(f"nbci: error: {printable(one_line(problem))}", file=sys.stderr)
         return outcome.exit_code

@@ -98,6 +98,7 @@ class Prepared:
     failure: Optional[Exception] = None  # what nbci raised while preparing it (the job's error)
     committed: Optional[List[Dict[str, Any]]] = None  # the cells as committed, for --check-outputs
     coverage: Optional[Watch] = None  # the last attempt's watch, for how its --coverage measurement ended
+    coverage_file: Optional[Path] = None  # the last attempt's --coverage data file (nbci.code_coverage.data_file_for)
 
 
 def is_transient(result: NotebookResult, retry_on: Optional[str]) -> bool:
@@ -287,7 +288,7 @@ class Runner:
             result.parameters = dict(prepared.settings.parameters)
         return result, nb
 
-    def _measured(self, prepared: Prepared, attempt: int, result: NotebookResult) -> None:
+    def _measured(self, prepared: Prepared, result: NotebookResult) -> None:
         """Set the result's coverage from its final attempt's data file: complete, partial (the kernel was
         stopped before it saved) or missing, with a warning saying why when it is not complete."""
         watch, contributed = prepared.coverage, None
@@ -300,8 +301,7 @@ class Runner:
                 f"--coverage: its kernel stopped before saving ({result.status}): lines run in the cell that was "
                 "running are not counted"))
             try:
-                contributed = read_contribution(data_file_for(self.config.coverage_dir, prepared.job.index, attempt),
-                                                self.config.root)
+                contributed = read_contribution(prepared.coverage_file, self.config.root)
             except (OSError, ValueError) as exc:
                 state, note = MISSING, f"--coverage: its kernel's data could not be read ({describe(exc)}): not counted"
         result.coverage, result.coverage_data = summary_of(contributed, state, note), contributed
@@ -358,7 +358,7 @@ class Runner:
                     or not is_transient(result, self.config.retry_on):
                 break
         if self.config.coverage_dir is not None:  # only the final attempt's measurement counts
-            await asyncio.get_running_loop().run_in_executor(None, self._measured, prepared, attempt, result)
+            await asyncio.get_running_loop().run_in_executor(None, self._measured, prepared, result)
         if attempt > 1 and result.status == st.PASSED:
             result.status = st.FLAKY
         if result.error is not None:
@@ -376,8 +376,10 @@ class Runner:
         else:
             watch.started = time.monotonic()  # a notebook's own time (and its limit) starts with its kernel ready
             monitor = asyncio.ensure_future(self._monitor(job, kernel, watch, prepared.settings.notebook_timeout))
-            coverage = None if self.config.coverage_dir is None else start_code(
-                data_file_for(self.config.coverage_dir, job.index, attempt), self.config.coverage_sources, self.config.root)
+            if self.config.coverage_dir is not None:
+                prepared.coverage_file = data_file_for(self.config.coverage_dir)
+            coverage = None if prepared.coverage_file is None else start_code(
+                prepared.coverage_file, self.config.coverage_sources, self.config.root)
             try:
                 status, error = await execute(nb, kernel, request.cwd, prepared.settings.timeout,
                                               prepared.settings.allow_errors, watch, lambda: self.cancelled,
