@@ -14,6 +14,7 @@ from typing import Dict, List
 import pytest
 
 from nbci.code_coverage import is_contribution, read_contribution
+from conftest import Run, nbci_env
 from test_workflow_commands import parse_output_file
 
 pytest.importorskip("coverage")
@@ -413,3 +414,17 @@ def test_cached_line_numbers_past_the_end_of_the_file_are_dropped(project):
     assert warm.results["summary"]["cached"] == 2
     assert warm.stderr.count("line numbers past the end of their file") == 1
     assert warm.results["summary"]["coverage"] == cold.results["summary"]["coverage"]
+
+
+def test_modules_of_the_repository_do_not_load_in_nbcis_child_processes(project):
+    make_project(project)
+    (project.root / "sqlite3.py").write_text("open(__file__ + '.loaded', 'w').close()\n")
+    nbci = Path(sys.executable).parent / "nbci"  # as the action runs it: the repository is not on its path
+    if not nbci.is_file():
+        pytest.skip("the nbci script is not installed next to this Python")
+    done = subprocess.run([str(nbci), "run", "nbs", "--coverage", "--coverage-source", "mylib"], cwd=project.root,
+                          env=nbci_env(), capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert not (project.root / "sqlite3.py.loaded").exists()
+    (project.root / "sqlite3.py").unlink()  # before coverage.py runs the plain script there
+    assert_same_as_script(Run(0, done.stdout, done.stderr, project.root, project.root / "nbci-output"), project)

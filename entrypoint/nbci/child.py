@@ -4,6 +4,8 @@ A repository's regular expressions can backtrack for hours and a kernel's SQLite
 query that never ends: a function that reads such input runs here, in a fresh interpreter killed
 after its time limit, its address space capped, so that one bad input costs one answer, never the
 run. Arguments and answers travel as JSON; the function is named ``module:function`` inside nbci.
+The child starts in nbci's own folder, so that ``python -m`` puts no folder of the repository on its
+import path (a ``sqlite3.py`` there would run in it), then works in the caller's working directory.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, List, Mapping, Optional
 
 MEMORY_BYTES = 4 * 2**30  # the child's address space
+HOME = Path(__file__).resolve().parents[1]  # the folder nbci is imported from: the child's first import path
 
 
 class ChildTimeout(Exception):
@@ -31,11 +34,11 @@ def call(function: str, args: List[Any], seconds: float, environ: Optional[Mappi
          memory: int = MEMORY_BYTES) -> Any:
     """``function`` (``nbci.module:name``) called on ``args`` in a child killed after ``seconds``, with at
     most ``memory`` bytes of address space; its JSON answer. ``ChildTimeout`` or ``ChildFailed`` otherwise."""
-    payload = json.dumps({"function": function, "args": args, "memory": memory}, default=str)
-    env = {**(os.environ if environ is None else environ), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    payload = json.dumps({"function": function, "args": args, "memory": memory, "cwd": os.getcwd()}, default=str)
+    env = {**(os.environ if environ is None else environ), "PYTHONPATH": str(HOME)}
     try:
         child = subprocess.run([sys.executable, "-m", "nbci.child"], input=payload, capture_output=True, text=True,
-                               encoding="utf-8", timeout=seconds, env=env)
+                               encoding="utf-8", timeout=seconds, env=env, cwd=HOME)
     except subprocess.TimeoutExpired:
         raise ChildTimeout(f"took over {seconds:g} s") from None
     if child.returncode != 0:
@@ -48,6 +51,7 @@ def main() -> None:
     """The child: one call read from stdin, its answer written to stdout as JSON."""
     request = json.loads(sys.stdin.read())
     limit_memory(int(request["memory"]))
+    os.chdir(request["cwd"])  # after the imports of startup, which came from nbci's folder
     module, _, name = str(request["function"]).partition(":")
     if not module.startswith("nbci."):
         raise ValueError(f"not an nbci function: {request['function']!r}")

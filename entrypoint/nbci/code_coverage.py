@@ -282,8 +282,9 @@ def report(config: Any, run: Any) -> List[str]:
                                                      if files else (0.0, 0, 0, {}))
         except (child.ChildTimeout, child.ChildFailed) as exc:
             percent, covered, statements, reports, files = 0.0, 0, 0, {}, 0
-            problems.append(f"--coverage: the coverage report failed ({exc}): simplify the report settings "
-                            "(exclude_lines, exclude_also, partial_branches) of the repository's coverage config")
+            problems.append(f"--coverage: the coverage report failed ({exc})" + (
+                ": simplify the report settings (exclude_lines, exclude_also, partial_branches) of the "
+                "repository's coverage config" if isinstance(exc, child.ChildTimeout) else ""))
         publish(private, out)
     finally:
         shutil.rmtree(private, ignore_errors=True)
