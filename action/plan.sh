@@ -229,7 +229,7 @@ if [ "$setup" = conda ] && { [ -z "$environment_file" ] || [ ! -f "$environment_
   fail "setup: conda needs an environment file, and '$environment_file' does not exist (set environment-file)"
 fi
 [ -n "$requirements" ] && [ -f "$requirements" ] || requirements=""
-[ "$install" = requirements ] || requirements=""
+[ "$install" = requirements ] || [ "$setup" = none ] || requirements=""  # none: only named, in a notice
 [ "$setup" = conda ] || environment_file=""
 
 pip_cache=""

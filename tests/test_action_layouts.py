@@ -407,7 +407,7 @@ def post_build(tmp_path: Path, **selection: str) -> Tuple[Path, subprocess.Compl
     (repo / "binder").mkdir(parents=True)
     (repo / "binder" / "postBuild").write_text(HOSTILE)
     (repo / "a.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
-    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable, "NBCI_ENGINE": str(ROOT / ".venv" / "bin" / "nbci"),
+    env = {**runner_files(tmp_path), "NBCI_PYTHON": sys.executable, "NBCI_ENGINE": str(Path(sys.executable).parent / "nbci"),
            "NBCI_DURATIONS": str(tmp_path / "none"), **selection}
     proc = run_script("in_env.sh", repo, env, "python", str(ACTION / "post_build.py"), str(repo / "binder" / "postBuild"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
