@@ -109,6 +109,10 @@ class MasksTooSlow(Exception):
     """The repository's masks took longer than ``MASK_SECONDS`` over a notebook's outputs."""
 
 
+class MasksFailed(Exception):
+    """The repository's masks could not be applied to a notebook's outputs (out of memory, say)."""
+
+
 def isolated(function: str, environ: Mapping[str, str], committed: Any, executed: Any, options: CheckOptions,
              *more: Any) -> Any:
     """``check_outputs`` or ``updated_source`` in a child process killed after ``MASK_SECONDS`` (JSON in
@@ -121,7 +125,9 @@ def isolated(function: str, environ: Mapping[str, str], committed: Any, executed
                            "simplify the regular expressions of the settings file's output-masks "
                            "and of the --nbval-sanitize-with file") from None
     except child.ChildFailed as exc:
-        raise RuntimeError(f"comparing outputs failed: {exc}") from None
+        raise MasksFailed(f"the output masks failed on this notebook's outputs ({exc}): check the regular "
+                          "expressions and replacements of the settings file's output-masks and of the "
+                          "--nbval-sanitize-with file") from None
     return OutputCheck.from_json(answer) if function == "check_outputs" else answer
 
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Tuple
 import nbformat
 from nbformat import NotebookNode
 
+from nbci import child
 from nbci import results as st
 from nbci.cache import Entry, ExecutionCache
 from nbci.code_coverage import (
@@ -41,7 +42,8 @@ from nbci.locate import failure_line
 from nbci.masking import Masker, missing_env_reason
 from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
 from nbci.outputs import (
-    CheckOptions, Mask, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source, write_source,
+    CheckOptions, Mask, MasksFailed, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source,
+    write_source,
 )
 from nbci.parameters import inject
 from nbci.report.github import notebook_log
@@ -149,6 +151,7 @@ class Runner:
         """Stop taking notebooks and kill every kernel now (signal-handler safe)."""
         self.cancelled = True
         self.launcher.kill_all()
+        child.kill_all()  # a mask or a coverage read in progress: no answer is waited for
         self._wake()
 
     def _wake(self) -> None:
@@ -343,7 +346,7 @@ class Runner:
             text = self._with_masks(updated_source, prepared, prepared.text, nb.cells, prepared.injected_at)
             if text is not None:
                 write_source(self.config.root, path, prepared.text, text)
-        except (OSError, ValueError, RecursionError, MasksTooSlow) as exc:
+        except (OSError, ValueError, RecursionError, MasksTooSlow, MasksFailed) as exc:
             result.warnings.append(f"--update-outputs: could not write {path}: "
                                    f"{getattr(exc, 'strerror', None) or describe(exc)}")
 
@@ -422,8 +425,9 @@ class Runner:
         when the settings file's masks take too long."""
         try:
             result.output_check = self._with_masks(check_outputs, prepared, prepared.committed, nb.cells)
-        except MasksTooSlow as exc:
-            result.status, result.error = st.FAILED, CellError("OutputMasksTooSlow", str(exc))
+        except (MasksTooSlow, MasksFailed) as exc:
+            kind = "OutputMasksTooSlow" if isinstance(exc, MasksTooSlow) else "OutputMasksFailed"
+            result.status, result.error = st.FAILED, CellError(kind, str(exc))
             return
         lines: Dict[int, Optional[int]] = {}
         for difference in result.output_check.differences:
