@@ -174,3 +174,4 @@ def test_nbcis_own_error_lines_carry_no_terminal_controls_from_a_name(project) -
     assert run.code == 2 and "nbci: error: no notebooks match nopex\\r.ipynb" in run.stderr
     assert not re.search("[\x1b\x07\x9b\r]", run.stderr)
     assert wc.one_line("a\x1b[31mred\x1b[0m \x9b2J") == "ared \\x9b2J"
+    assert wc.one_line("bidi\u202egpj.exe\x7f") == "bidi\\u202egpj.exe\\x7f"

@@ -10,7 +10,7 @@ ESCAPE_SEQUENCE = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks (to BEL or ST; unterminated, to the end)
     r"|\x1b[ -/]*[0-~]"  # any other two- or three-character escape
 )
-CONTROL = re.compile("[\x1b\x9b\r]")
+CONTROL = re.compile("[\x1b\x9b\r\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # and bidi marks, which reorder a line
 
 
 def clip(text: str, limit: int) -> str:
@@ -30,5 +30,6 @@ def escape_surrogates(json_text: str) -> str:
 
 
 def no_controls(text: str) -> str:
-    """``text`` with no escape sequence and no escape character, CSI or carriage return left in it."""
+    """``text`` with no escape sequence and no escape character, CSI, carriage return, DEL or bidi mark left
+    in it (each shown as its escape, ``\\x1b``, ``\\u202e``)."""
     return CONTROL.sub(lambda found: repr(found.group())[1:-1], ESCAPE_SEQUENCE.sub("", text))
