@@ -39,3 +39,14 @@ def test_what_pypi_gets_was_tested_built_and_checked_first():
     [download] = [step for step in JOBS["pypi"]["steps"] if step["uses"].startswith("actions/download-artifact@")]
     assert upload["with"]["name"] == download["with"]["name"] and upload["with"]["path"] == download["with"]["path"]
     assert "bash .github/release/build.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_the_build_tools_come_from_a_lock_with_hashes_and_the_tag_push_keeps_the_token_out_of_urls():
+    build = (ROOT / ".github" / "release" / "build.sh").read_text(encoding="utf-8")
+    assert "--require-hashes -r .github/release/requirements-build.txt" in build and "--no-isolation" in build
+    lock = (ROOT / ".github" / "release" / "requirements-build.txt").read_text(encoding="utf-8")
+    pins = [line for line in lock.splitlines() if line and not line.startswith((" ", "#"))]
+    assert {pin.split("==")[0] for pin in pins} >= {"build", "twine", "setuptools"}
+    assert all("==" in pin for pin in pins) and lock.count("--hash=sha256:") >= len(pins)
+    [move] = [step for step in JOBS["publish"]["steps"] if "move-major-tag.sh" in step.get("run", "")]
+    assert "x-access-token:${GH_TOKEN}@" not in move["run"] and "::add-mask::" in move["run"]

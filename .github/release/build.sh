@@ -10,9 +10,11 @@ trap 'rm -rf "$work"' EXIT
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 python3 -m venv "$work/tools"
-"$work/tools/bin/python" -m pip install --quiet build twine
+# build, twine and setuptools from a lock with hashes; the build uses them as they are (no isolation)
+"$work/tools/bin/python" -m pip install --quiet --require-hashes -r .github/release/requirements-build.txt
 rm -rf "$dist"
-"$work/tools/bin/python" -m build --outdir "$dist" . >"$work/build.log" || { cat "$work/build.log"; exit 1; }
+"$work/tools/bin/python" -m build --no-isolation --outdir "$dist" . >"$work/build.log" ||
+  { cat "$work/build.log"; exit 1; }
 "$work/tools/bin/python" -m twine check --strict "$dist"/*
 
 version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' entrypoint/nbci/__init__.py)
