@@ -37,7 +37,7 @@ fail() {  # one error= line, exit code 1
 source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
 
 has_table() {  # whether a TOML file has a table header [NAME] or [NAME.*] at a line's start
-  grep -Eq "^[[:space:]]*\[${2//./\\.}([].])" "$1" 2>/dev/null
+  grep -Eq -e "^[[:space:]]*\[${2//./\\.}([].])" -- "$1" 2>/dev/null
 }
 
 contained "$folder" "${at}binder" "${at}.binder"
@@ -80,7 +80,7 @@ fi
 
 runtime=""
 if [ -f "${in}runtime.txt" ]; then
-  line=$(head -n 1 "${in}runtime.txt" | tr -d '[:space:]')
+  line=$(head -n 1 -- "${in}runtime.txt" | tr -d '[:space:]')
   [[ $line =~ ^python-([0-9]+\.[0-9]+(\.[0-9]+)?)$ ]] ||
     fail "${in}runtime.txt must read python-X.Y (e.g. python-3.11), not '${line:0:40}'"
   runtime=${BASH_REMATCH[1]}

@@ -186,14 +186,14 @@ if [ "$setup" = auto ]; then
       esac
     done <<< "$detected"
     # postBuild runs from the working directory: its absolute path
-    [ -z "$post_build" ] || post_build="$(cd "$(dirname "$post_build")" && pwd)/postBuild"
+    [ -z "$post_build" ] || post_build="$(cd -- "$(dirname -- "$post_build")" && pwd)/postBuild"
     setup=python
     case $layout in
       conda) setup=conda environment_file=$deciding_file ;;
       pixi) setup=pixi pixi_manifest=$deciding_file ;;
-      uv) install=uv-sync project_dir=$(dirname "$deciding_file") ;;
+      uv) install=uv-sync project_dir=$(dirname -- "$deciding_file") ;;
       requirements) requirements=$deciding_file ;;
-      project) install=project project_dir=$(dirname "$deciding_file") ;;
+      project) install=project project_dir=$(dirname -- "$deciding_file") ;;
       none) install=none ;;
     esac
   fi
@@ -299,7 +299,7 @@ if [ "$mode" = run ] && [ "$setup" = conda ]; then
 fi
 env_python=""  # setup: pixi: the Python of the pixi environment (setup-pixi installs it beside the manifest)
 if [ "$mode" = run ] && [ "$setup" = pixi ]; then
-  env_python="$(cd "$(dirname "$pixi_manifest")" && pwd)/.pixi/envs/$pixi_environment/bin/python"
+  env_python="$(cd -- "$(dirname -- "$pixi_manifest")" && pwd)/.pixi/envs/$pixi_environment/bin/python"
 fi
 # Restoring a built environment beats installing it from pip's cache (0.61x, benchmarks/install.py)
 # and skips conda's solve; uv installs from its own cache as fast as an environment unpacks (1.03x).

@@ -481,3 +481,24 @@ def test_apt_refuses_a_link_out_of_the_repository(tmp_path: Path):
     assert proc.returncode == 1 and not log.exists()
     assert proc.stdout.startswith("::error title=notebook-ci apt.txt::apt.txt is a link out of the repository")
     assert "root" not in proc.stdout and len(proc.stdout.splitlines()) == 1
+
+
+@posix
+def test_a_working_directory_that_starts_with_a_dash_is_read_as_a_path(tmp_path: Path, layouts: Plan):
+    project = tmp_path / "-proj"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n[build-system]\nrequires = []\n")
+    (project / "runtime.txt").write_text("python-3.11\n")
+    proc = subprocess.run(["bash", str(ACTION / "detect.sh"), "-proj"], cwd=tmp_path, capture_output=True, text=True)
+    found = dict(line.split("=", 1) for line in proc.stdout.splitlines())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (found["layout"], found["file"], found["runtime"]) == ("project", "-proj/pyproject.toml", "3.11")
+    dashed = layouts.workspace / "-P"
+    dashed.mkdir()
+    (dashed / "postBuild").write_text("echo built\n")
+    (dashed / "requirements.txt").write_text("six\n")
+    run = layouts.run(working_directory="-P")
+    assert run.returncode == 0, run.stdout + run.stderr
+    from test_workflow_commands import parse_output_file
+    outputs = parse_output_file((layouts.workspace.parent / "output").read_text())
+    assert outputs["post-build"] == str(dashed.resolve() / "postBuild")
