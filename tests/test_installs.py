@@ -16,6 +16,10 @@ from nbci.installs import install_cells
     'subprocess.check_call([sys.executable, "-m", "pip", "install", "x"])',
     "!{sys.executable} -m pip install x", "os.system('pip install x')", "%%bash\npip install x",
     "subprocess.run(['pip', 'install', 'x'], check=True)", "%%capture\n%pip install x",
+    "!pip -q install x", "%pip --quiet install x", "!pip3.11 install x", "!python -m pip -q install x",
+    "subprocess.check_call(\n    [sys.executable, '-m', 'pip', 'install', 'x'],\n)", "pip.main(['install', 'x'])",
+    "await micropip.install('x')", "!apt-get install -y graphviz", "!python setup.py install", "!uv add x",
+    "!conda env update -f environment.yml", "subprocess.run(['pip', '-q', 'install', 'x'])",
 ])
 def test_each_common_way_to_install_a_package_is_found(line: str) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("%pip install in prose"),
@@ -27,7 +31,8 @@ def test_each_common_way_to_install_a_package_is_found(line: str) -> None:
 
 @pytest.mark.parametrize("line", ["%pip list", "!pip freeze", "# install with: pip install x",
                                   "print('pip install x')", "%pip --version", "x = 'then run pip install x'",
-                                  "import sys\n%%bash\npip install x"])
+                                  "import sys\n%%bash\npip install x",
+                                  "subprocess.run(['ls'])\n# then: pip install x"])
 def test_lines_that_install_nothing_are_not_found(line: str) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(line)])
     assert install_cells(nb) == []

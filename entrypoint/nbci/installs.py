@@ -14,14 +14,18 @@ from nbformat import NotebookNode
 
 from nbci.results import cell_label
 
+OPTIONS = r"(?:\s+-{1,2}[\w.=-]+)*"  # -q, --quiet, --upgrade between a tool and its verb
 INSTALL = re.compile(
-    r"\b(?:pip3?|conda|mamba|micromamba|uv\s+pip)\s+install\b"  # pip install x, uv pip install x
-    r"|-m\s+pip\s+install\b"  # python -m pip install x, {sys.executable} -m pip install x
-    r"|['\"](?:pip3?|conda|mamba|-m['\"]\s*,\s*['\"]pip)['\"]\s*,\s*['\"]\s*install\b")  # ["pip", "install"], a magic's args
+    rf"\b(?:pip[\d.]*|conda|mamba|micromamba|uv(?:\s+pip)?|apt(?:-get)?|brew){OPTIONS}\s+(?:install|add|sync)\b"
+    rf"|-m\s+pip{OPTIONS}\s+install\b"  # python -m pip -q install x, {{sys.executable}} -m pip install x
+    r"|\bsetup\.py\s+(?:install|develop)\b|\b(?:conda|mamba|micromamba)\s+env\s+(?:update|create)\b"
+    r"|['\"](?:pip[\d.]*|conda|mamba|-m['\"]\s*,\s*['\"]pip)['\"]\s*,\s*(?:['\"]-[^'\"]*['\"]\s*,\s*)*['\"]\s*install\b")
+DIRECT = re.compile(r"\bpip\.main\s*\(|\b(?:micropip|piplite)\.install\s*\(")  # installers called in Python
 SHELL_LINE = re.compile(r"^[ \t]*[%!]")  # !pip ..., %pip ..., %conda ...
 SHELL_CELL = re.compile(r"\A\s*%%(?:bash|sh|script|system|!)")  # a cell run by a shell
 CALL = re.compile(r"\b(?:system|run|call|check_call|check_output|Popen|getoutput|getstatusoutput|run_line_magic|"
                   r"run_cell_magic|spawn\w*|exec\w*)\s*\(")  # os.system("pip install x"), subprocess.run([...])
+COMMENT_LINE = re.compile(r"^[ \t]*#.*$", re.MULTILINE)
 
 SHOWN = 3  # cells named in the warning; the rest are counted
 
@@ -40,13 +44,16 @@ def install_cells(nb: NotebookNode) -> List[str]:
 
 
 def installs(source: str) -> bool:
-    """Whether a cell's source installs packages: in a shell cell, a shell or magic line, or a call."""
-    if not INSTALL.search(source):
-        return False
-    if SHELL_CELL.match(source):
+    """Whether a cell's source installs packages: a shell cell, a shell or magic line, a call that runs an
+    installer (anywhere in the cell: black splits calls over lines), or an installer called in Python."""
+    code = COMMENT_LINE.sub("", source)
+    if DIRECT.search(code):
         return True
-    return any(INSTALL.search(line) and (SHELL_LINE.match(line) or CALL.search(line))
-               for line in source.splitlines())
+    if not INSTALL.search(code):
+        return False
+    if SHELL_CELL.match(code) or CALL.search(code):
+        return True
+    return any(SHELL_LINE.match(line) and INSTALL.search(line) for line in code.splitlines())
 
 
 def install_warning(labels: List[str]) -> str:
