@@ -196,7 +196,10 @@ def test_huge_display_output_becomes_a_note(project: Project) -> None:
 
 
 def test_a_message_over_the_cap_is_refused_and_the_run_goes_on(project: Project) -> None:
-    decoy = ("k = get_ipython().kernel\n"  # a message claiming another parent, just before the flood
+    decoy = ("k = get_ipython().kernel\n"  # a forged note, and a message claiming another parent, before the flood
+             "forged = k.session.msg('stream', {'name': 'stderr', 'text': 'ok'}, parent=k.get_parent())\n"
+             "forged['header']['msg_id'] = forged['msg_id'] = 'nbci-iopub-reset'\n"
+             "k.session.send(k.iopub_socket, forged)\n"
              "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout', 'text': 'decoy'},\n"
              "               parent={'header': {'msg_id': 'made-up', 'msg_type': 'execute_request'}})\n")
     project.write("flood.ipynb", decoy + "import sys\nfor _ in range(3):\n"

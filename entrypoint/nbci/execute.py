@@ -29,7 +29,7 @@ from nbci.cache import recorder_code
 from nbci.code_coverage import FINISH_EXPRESSION
 from nbci.errors import InvalidNotebook, NotANotebook
 from nbci.files import UnsafePath, ensure_folder, read_notebook_bytes, write_atomic
-from nbci.iopub import RESET_ID, STREAM_CAP  # STREAM_CAP: characters of stream output kept per cell
+from nbci.iopub import RESET_KEY, STREAM_CAP  # STREAM_CAP: characters of stream output kept per cell
 from nbci.kernels import Kernel, describe_exit
 from nbci.locate import json_error_line
 from nbci.outputs import Markers, cell_markers, tags_of
@@ -222,7 +222,7 @@ class NbciClient(NotebookClient):
 
     def output(self, outs: List[NotebookNode], msg: Dict[str, Any], display_id: Optional[str],
                cell_index: int) -> Optional[NotebookNode]:
-        if msg.get("msg_id") == RESET_ID and cell_index not in self._reset_cells:
+        if msg.get(RESET_KEY) is True and cell_index not in self._reset_cells:
             self._reset_cells.add(cell_index)  # one warning per cell, however many resets
             self.watch.warnings.append(f"cell {cell_index + 1}: {msg['content']['text'].strip()}")
         remaining = NOTEBOOK_OUTPUT_CAP - self._kept_chars

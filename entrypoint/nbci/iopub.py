@@ -61,6 +61,7 @@ def output_note(msg_type: str, size: int) -> Dict[str, Any]:
 
 
 RESET_ID = "nbci-iopub-reset"  # msg_id of the note that stands in for what a dropped connection lost
+RESET_KEY = "nbci_reset"  # set on the note itself: a key no message deserialized from a kernel can carry
 
 
 def reset_note(parent: Dict[str, Any]) -> Dict[str, Any]:
@@ -69,7 +70,7 @@ def reset_note(parent: Dict[str, Any]) -> Dict[str, Any]:
     text = (f"[nbci: the connection to the kernel's output dropped (a message over {MESSAGE_CAP // 2**20} MiB "
             f"is refused, or the kernel exited); outputs sent around then are missing]\n")
     return {"header": header, "msg_type": "stream", "msg_id": RESET_ID, "parent_header": parent, "metadata": {},
-            "buffers": [], "content": {"name": "stderr", "text": text}}
+            "buffers": [], "content": {"name": "stderr", "text": text}, RESET_KEY: True}
 
 
 def connect_bounded(client: AsyncKernelClient) -> None:
