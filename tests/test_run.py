@@ -245,3 +245,5 @@ def test_a_bare_bool_flag_before_a_notebook_leaves_the_notebook_a_path(project: 
     assert (run.output_dir / "index.html").is_file()
     off = project.run("run", "--html", "false", "two.ipynb")
     assert off.code == 0 and not (off.output_dir / "two.html").exists()
+    short = project.run("run", "--htm", "two.ipynb")  # an abbreviation argparse takes for --html
+    assert short.code == 0 and (short.output_dir / "two.html").is_file(), short.stderr

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Iterator, List, Mapping, NoReturn, Optional, Sequence
+from typing import Iterator, List, Mapping, NoReturn, Optional, Sequence, Set
 
 from nbci import __version__
 from nbci.cache import parse_age
@@ -352,16 +352,28 @@ def all_actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
 
 def bare_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> List[str]:
     """``argv`` with a bare BOOL flag followed by a path (``--html nb.ipynb``) written ``--html=true``,
-    so the path stays a path; ``--html false`` and ``--html=false`` keep their value."""
-    flags = {option for action in all_actions(parser) if action.type is boolean for option in action.option_strings}
+    so the path stays a path; ``--html false`` and ``--html=false`` keep their value. An abbreviation that
+    argparse would take for one option (``--htm``) counts as that option."""
+    actions = list(all_actions(parser))
+    options = {option for action in actions for option in action.option_strings}
+    flags = {option for action in actions if action.type is boolean for option in action.option_strings}
     out: List[str] = []
     for index, arg in enumerate(argv):
         following = argv[index + 1] if index + 1 < len(argv) else None
         if arg == "--":
             return out + list(argv[index:])
         bare = following is not None and following.strip().lower() not in TRUE + FALSE
-        out.append(f"{arg}=true" if arg in flags and bare and not following.startswith("-") else arg)
+        flag = full_option(arg, options) in flags
+        out.append(f"{arg}=true" if flag and bare and not following.startswith("-") else arg)
     return out
+
+
+def full_option(arg: str, options: Set[str]) -> str:
+    """The option ``arg`` names: itself, or the one option it is a prefix of (``--htm``: ``--html``)."""
+    if arg in options or not arg.startswith("--"):
+        return arg
+    matches = [option for option in options if option.startswith(arg)]
+    return matches[0] if len(matches) == 1 else arg
 
 
 def main(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> int:
