@@ -172,7 +172,8 @@ def pipeline(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     (consumer / ".gitlab-ci.yml").write_text(ci.replace("ENGINE_WHEEL", str(engine_wheel)), encoding="utf-8")
     Project(consumer).write(f"broken/{HOSTILE_NAME}", HOSTILE_SOURCE)
     git = ["git", "-c", "user.name=nbci", "-c", "user.email=nbci@example.com"]
-    for command in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "--message", "consumer"]):
+    for command in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "--message", "consumer"],
+                    ["remote", "add", "origin", "https://gitlab-ci-token:forged-job-token@gitlab.example/x/y.git"]):
         subprocess.run(git + command, cwd=consumer, check=True, capture_output=True)
     env = {key: value for key, value in nbci_env().items() if not key.startswith(("GITLAB_", "CI_"))}
     temp = tmp_path_factory.mktemp("job-temp")  # the jobs' engine and notebook environments
