@@ -140,6 +140,14 @@ def test_inplace_never_writes_through_a_link_the_notebook_made_of_its_own_name(p
     assert result["status"] == "failed" and "leads outside the working directory" in result["error"]["evalue"]
 
 
+def test_inplace_still_writes_copies_to_an_output_dir_outside_the_working_directory(project: Project) -> None:
+    """A text notebook's copy (and every copy of a run without --inplace) may go outside the working directory."""
+    (project.root / "words.py").write_text("# %%\nprint('words')\n", encoding="utf-8")
+    run = project.run("run", "--inplace", "--output-dir", "../elsewhere", "words.py")
+    assert run.code == 0, run.stdout + run.stderr
+    assert (project.root.parent / "elsewhere" / run.result("words.py")["output_path"].split("/")[-1]).is_file()
+
+
 def test_second_run_does_not_pick_up_the_output_dir(project: Project) -> None:
     project.add("passing.ipynb")
     assert project.run("run").code == 0

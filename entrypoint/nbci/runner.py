@@ -443,13 +443,14 @@ class Runner:
         inside). A copy that cannot be written fails a passed notebook; the run goes on either way."""
         nb.metadata["nbci"] = {"status": result.status, "duration": result.duration, "stopped_at": result.stopped_at,
                                "error": asdict(result.error) if result.error else None}
-        if self.config.inplace and not is_text_path(job.path):
+        in_place = self.config.inplace and not is_text_path(job.path)
+        if in_place:
             target = Path(os.path.realpath(self.config.root / job.path))  # read from there: inside the root
             base = target.parent
         else:  # a text notebook's copy always goes to the output folder: its source stays text
             target, base = self.config.output_dir / copy_name(job.path, self.config.copy_names), self.config.output_dir
         try:
-            if not inside(target, Path(os.path.realpath(self.config.root))):  # the notebook made its name a link
+            if in_place and not inside(target, Path(os.path.realpath(self.config.root))):  # the notebook made a link
                 raise ValueError("its name now leads outside the working directory (a link); not written")
             write_notebook(nb, target, base)
         except (OSError, ValueError, RecursionError) as exc:
