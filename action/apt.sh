@@ -7,15 +7,9 @@
 set -euo pipefail
 
 file=${1:?usage: apt.sh FILE}
-fail() {  # an ::error annotation; the message is escaped as workflow-command data
-  local message=${1//%/%25}
-  message=${message//$'\r'/%0D}
-  echo "::error title=notebook-ci apt.txt::${message//$'\n'/%0A}"
-  exit 1
-}
-
 # shellcheck source=action/contained.sh
 source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
+fail() { error_annotation "notebook-ci apt.txt" "$1"; }
 contained "$file"
 [ -f "$file" ] || fail "$file does not exist"
 

@@ -47,15 +47,9 @@
 # reads a link out of it (action/contained.sh).
 set -euo pipefail
 
-fail() {  # an ::error annotation; the message is escaped as workflow-command data
-  local message=${1//%/%25}
-  message=${message//$'\r'/%0D}
-  echo "::error title=notebook-ci invalid input::${message//$'\n'/%0A}"
-  exit 1
-}
-
 # shellcheck source=action/contained.sh
 source "$(dirname "${BASH_SOURCE[0]}")/contained.sh"
+fail() { error_annotation "notebook-ci invalid input" "$1"; }
 
 text_hash() {  # a short hash of standard input
   if command -v sha256sum >/dev/null 2>&1; then sha256sum; else shasum -a 256; fi | cut -c1-12
