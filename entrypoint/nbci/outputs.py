@@ -113,13 +113,12 @@ class MasksFailed(Exception):
     """The repository's masks could not be applied to a notebook's outputs (out of memory, say)."""
 
 
-def isolated(function: str, environ: Mapping[str, str], committed: Any, executed: Any, options: CheckOptions,
-             *more: Any) -> Any:
-    """``check_outputs`` or ``updated_source`` in a child process killed after ``MASK_SECONDS`` (JSON in
-    and out); ``MasksTooSlow`` when it was."""
+def isolated(function: str, committed: Any, executed: Any, options: CheckOptions, *more: Any) -> Any:
+    """``check_outputs`` or ``updated_source`` in a child process (no runner files, killed after
+    ``MASK_SECONDS``; JSON in and out); ``MasksTooSlow`` when it was."""
     try:
         answer = child.call("nbci.outputs:child_call", [function, committed, executed, asdict(options), *more],
-                            MASK_SECONDS, environ)
+                            MASK_SECONDS)
     except child.ChildTimeout:
         raise MasksTooSlow(f"the output masks took over {MASK_SECONDS:g} s on this notebook's outputs: "
                            "simplify the regular expressions of the settings file's output-masks "
@@ -197,9 +196,7 @@ def bounded(function: str, committed: Any, executed: Any, options: CheckOptions,
     the repository's masks, from a settings file or a sanitize file alike, never run unbounded here."""
     if not options.masks:
         return implementation(function)(committed, executed, options, *more)
-    from nbci.kernels import without_runner_files  # the child needs none of the kernel machinery
-
-    return isolated(function, without_runner_files(os.environ), committed, executed, options, *more)
+    return isolated(function, committed, executed, options, *more)
 
 
 def implementation(function: str) -> Callable[..., Any]:

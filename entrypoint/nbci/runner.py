@@ -40,10 +40,9 @@ from nbci.files import inside
 from nbci.installs import install_cells, install_warning
 from nbci.locate import failure_line
 from nbci.masking import Masker, missing_env_reason
-from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError, without_runner_files
+from nbci.kernels import Kernel, KernelLauncher, KernelPool, KernelRequest, KernelStartError
 from nbci.outputs import (
-    CheckOptions, Mask, MasksFailed, MasksTooSlow, check_outputs, committed_cells, isolated, updated_source,
-    write_source,
+    CheckOptions, Mask, MasksFailed, MasksTooSlow, check_outputs, committed_cells, updated_source, write_source,
 )
 from nbci.parameters import inject
 from nbci.report.github import notebook_log
@@ -410,15 +409,13 @@ class Runner:
         return self.masker.mask_notebook(nb) + self.masker.mask_result(result)
 
     def _with_masks(self, function: Callable[..., Any], prepared: Prepared, before: Any, cells: Any, *more: Any) -> Any:
-        """``function`` (``check_outputs`` or ``updated_source``) with the notebook's check options; in a
-        child process when the settings file gave it masks (nbci.outputs.isolated)."""
+        """``function`` (``check_outputs`` or ``updated_source``) with the notebook's check options; it runs
+        the repository's masks in a bounded child process itself (nbci.outputs.bounded)."""
         settings = prepared.settings
         masks = self.config.sanitize_masks + tuple(Mask(pattern, replace) for pattern, replace in settings.output_masks)
         options = CheckOptions(settings.check_outputs, settings.check_cells, masks, settings.default_masks,
                                settings.image_tolerance)
-        if not settings.output_masks:
-            return function(before, cells, options, *more)
-        return isolated(function.__name__, without_runner_files(os.environ), before, cells, options, *more)
+        return function(before, cells, options, *more)
 
     def _check(self, prepared: Prepared, nb: NotebookNode, result: NotebookResult) -> None:
         """Compare the fresh outputs with the committed ones: status ``changed`` when they differ, ``failed``
