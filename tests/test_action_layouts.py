@@ -502,3 +502,10 @@ def test_a_working_directory_that_starts_with_a_dash_is_read_as_a_path(tmp_path:
     from test_workflow_commands import parse_output_file
     outputs = parse_output_file((layouts.workspace.parent / "output").read_text())
     assert outputs["post-build"] == str(dashed.resolve() / "postBuild")
+
+
+def test_the_action_hides_the_same_runner_files_as_the_engine():
+    """action/common.py runs where the engine may not be importable, so it keeps its own copy of the list."""
+    from nbci import kernels
+
+    assert (common.HIDDEN_VARIABLES, common.HIDDEN_PREFIXES) == (kernels.HIDDEN_VARIABLES, kernels.HIDDEN_PREFIXES)
